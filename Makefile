@@ -59,6 +59,7 @@ UNIT_TESTS :=
 TEST_SCRIPTS :=
 BENCHES    :=
 GENERATED  :=
+PROTOS     :=
 
 all:
 
@@ -97,6 +98,21 @@ $(OUT)/tests/$(1): $(call objs,$(1).c $($(1)_SRCS)) $(PROJECT_LIBS)
 	@mkdir -p $$(@D)
 	$(Q)$(CC) $$(ALL_LDFLAGS) -pie -o $$@ $(call objs,$(1).c $($(1)_SRCS)) $$(LINK_LIBS) $$(TEST_LIBS)
 endef
+
+# A .proto (its .options file beside it) becomes nanopb C in $(OUT)/gen/<dir>/<name>.pb.{c,h};
+# include it as "<dir>/<name>.pb.h" and list $(OUT)/gen/<dir>/<name>.pb.c among a library's
+# sources. Static allocation only: every field must be bounded in the .options file.
+define proto_rule
+$(OUT)/gen/$(basename $(1)).pb.c $(OUT)/gen/$(basename $(1)).pb.h &: $(1) $(wildcard $(basename $(1)).options)
+	$$(call quiet,NANOPB,$(1))
+	@mkdir -p $(OUT)/gen/$(dir $(1))
+	$(Q)nanopb_generator.py -q -I $(dir $(1)) -D $(OUT)/gen/$(dir $(1)) $(1)
+endef
+$(foreach p,$(PROTOS),$(eval $(call proto_rule,$(p))))
+GENERATED += $(foreach p,$(PROTOS),$(OUT)/gen/$(basename $(p)).pb.h)
+ifneq ($(PROTOS),)
+EXT_LIBS += -lprotobuf-nanopb
+endif
 
 $(foreach l,$(LIBS),$(eval $(call lib_rule,$(l))))
 $(foreach p,$(PROGRAMS) $(BENCHES),$(eval $(call program_rule,$(p))))
