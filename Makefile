@@ -101,12 +101,17 @@ endef
 
 # A .proto (its .options file beside it) becomes nanopb C in $(OUT)/gen/<dir>/<name>.pb.{c,h};
 # include it as "<dir>/<name>.pb.h" and list $(OUT)/gen/<dir>/<name>.pb.c among a library's
-# sources. Static allocation only: every field must be bounded in the .options file.
+# sources. Static allocation only: every field must be bounded in the .options file, where
+# names are fully qualified with the package (`p11ca.v1.Foo.bar max_size:64`) — nanopb 0.4.7
+# silently ignores unqualified ones, so unmatched patterns and callback fields fail the build.
 define proto_rule
 $(OUT)/gen/$(basename $(1)).pb.c $(OUT)/gen/$(basename $(1)).pb.h &: $(1) $(wildcard $(basename $(1)).options)
 	$$(call quiet,NANOPB,$(1))
 	@mkdir -p $(OUT)/gen/$(dir $(1))
-	$(Q)nanopb_generator.py -q -I $(dir $(1)) -D $(OUT)/gen/$(dir $(1)) $(1)
+	$(Q)nanopb_generator.py -q --error-on-unmatched -I $(dir $(1)) -D $(OUT)/gen/$(dir $(1)) $(1)
+	$(Q)if grep -n pb_callback_t $(OUT)/gen/$(basename $(1)).pb.h; then \
+		echo "$(1): unbounded field (no max_size/max_count in the .options file); nanopb must stay static" >&2; \
+		rm -f $(OUT)/gen/$(basename $(1)).pb.[ch]; exit 1; fi
 endef
 $(foreach p,$(PROTOS),$(eval $(call proto_rule,$(p))))
 GENERATED += $(foreach p,$(PROTOS),$(OUT)/gen/$(basename $(p)).pb.h)
