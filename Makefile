@@ -16,12 +16,13 @@ PREFIX   ?= /usr/local
 PYTHON   ?= /usr/bin/python3
 CC       ?= cc
 
+# OUT may be overridden (make OUT=build/mine) so parallel work never shares objects.
 ifeq ($(SANITIZE),1)
-OUT := build/san
+OUT ?= build/san
 CFLAGS ?= -O1 -g
 SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 else
-OUT := build
+OUT ?= build
 CFLAGS ?= -O2 -g
 SAN_FLAGS :=
 endif
