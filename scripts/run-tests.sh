@@ -9,6 +9,12 @@
 # when any suite failed.
 set -u
 OUT=${OUT:-build}
+# Leaks inside third-party modules (SoftHSM2) are suppressed by name, never ours. The slow
+# unwinder is needed for that: libcrypto has no frame pointers, so the fast one stops
+# before reaching the module that called it.
+export ASAN_OPTIONS="fast_unwind_on_malloc=0${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
+export LSAN_OPTIONS="suppressions=$(pwd)/tests/lsan.supp:print_suppressions=0${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
 logdir=$OUT/test-logs
 rm -rf "$logdir"
 mkdir -p "$logdir"

@@ -1,0 +1,5 @@
+# hsm/: the PKCS#11 core (runs only in the signer process).
+LIBS += hsm
+hsm_SRCS := hsm/alg.c hsm/ckr.c hsm/key.c hsm/module.c hsm/pin.c hsm/pubkey.c \
+            hsm/sign.c hsm/token.c hsm/uri.c
+# unit tests: see below
