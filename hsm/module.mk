@@ -2,4 +2,4 @@
 LIBS += hsm
 hsm_SRCS := hsm/alg.c hsm/ckr.c hsm/key.c hsm/module.c hsm/pin.c hsm/pubkey.c \
             hsm/sign.c hsm/token.c hsm/uri.c
-# unit tests: see below
+UNIT_TESTS += hsm/test_pin hsm/test_alg

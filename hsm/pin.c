@@ -11,26 +11,21 @@
 
 #include "common/kconfig.h"
 
-/* Read until EOF into locked memory. One byte beyond the limit is read so an over-long
- * PIN is refused rather than silently truncated. */
+/* Read until EOF into locked memory. Room for the limit plus "\r\n" plus one byte, so an
+ * over-long PIN is refused rather than silently truncated. */
 static enum p11ca_err pin_read_all(int fd, const char *what, struct p11ca_secret **out,
 				   struct p11ca_errmsg *em)
 {
 	struct p11ca_secret *s = NULL;
-	enum p11ca_err err = p11ca_secret_new(CONFIG_HSM_PIN_MAX_LEN + 1, &s, em);
+	enum p11ca_err err = p11ca_secret_new(CONFIG_HSM_PIN_MAX_LEN + 3, &s, em);
 	if (err != P11CA_OK)
 		return err;
 
 	uint8_t *buf = p11ca_secret_buffer(s);
 	size_t cap = p11ca_secret_capacity(s), len = 0;
 	for (;;) {
-		if (len == cap) {
-			err = p11ca_fail(em, P11CA_E_PIN_SOURCE,
-					 "PIN from %s is longer than %d bytes; check the file "
-					 "holds only the PIN",
-					 what, CONFIG_HSM_PIN_MAX_LEN);
-			goto out;
-		}
+		if (len == cap)
+			break; /* too long: refused below */
 		ssize_t n = read(fd, buf + len, cap - len);
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -50,6 +45,13 @@ static enum p11ca_err pin_read_all(int fd, const char *what, struct p11ca_secret
 		len--;
 	if (len == 0) {
 		err = p11ca_fail(em, P11CA_E_PIN_SOURCE, "PIN from %s is empty", what);
+		goto out;
+	}
+	if (len > CONFIG_HSM_PIN_MAX_LEN) {
+		err = p11ca_fail(em, P11CA_E_PIN_SOURCE,
+				 "PIN from %s is longer than %d bytes; check that it holds only "
+				 "the PIN",
+				 what, CONFIG_HSM_PIN_MAX_LEN);
 		goto out;
 	}
 	p11ca_secret_set_len(s, len);
