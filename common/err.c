@@ -96,6 +96,47 @@ enum p11ca_err_category p11ca_err_category(enum p11ca_err err)
 	}
 }
 
+int p11ca_err_sysexit(enum p11ca_err err)
+{
+	switch (err) {
+	case P11CA_OK:
+		return 0;
+	case P11CA_E_HSM_BUSY:
+	case P11CA_E_TIMEOUT:
+		return 75; /* EX_TEMPFAIL: try again later */
+	case P11CA_E_HSM_NO_PIN:
+	case P11CA_E_HSM_PIN_INCORRECT:
+	case P11CA_E_HSM_PIN_FINAL_TRY:
+	case P11CA_E_HSM_PIN_LOCKED:
+		return 77; /* EX_NOPERM */
+	case P11CA_E_HSM_MODULE:
+	case P11CA_E_HSM_TOKEN_NOT_FOUND:
+	case P11CA_E_HSM_TOKEN_AMBIGUOUS:
+		return 78; /* EX_CONFIG: the configuration names something that is not there */
+	case P11CA_E_HSM_UNAVAILABLE:
+		return 69; /* EX_UNAVAILABLE */
+	default:
+		break;
+	}
+	switch (p11ca_err_category(err)) {
+	case P11CA_CAT_USAGE:
+		return 64;
+	case P11CA_CAT_CONFIG:
+		return 78;
+	case P11CA_CAT_POLICY:
+		return 77;
+	case P11CA_CAT_HSM:
+	case P11CA_CAT_PROTO:
+		return 65; /* EX_DATAERR: the key, algorithm or message is wrong */
+	case P11CA_CAT_STORAGE:
+		return err == P11CA_E_STORAGE_NOT_FOUND || err == P11CA_E_STORAGE_EXISTS ? 65 : 74;
+	case P11CA_CAT_IO:
+		return 74;
+	default:
+		return 70; /* EX_SOFTWARE */
+	}
+}
+
 enum p11ca_err p11ca_fail(struct p11ca_errmsg *em, enum p11ca_err code, const char *fmt, ...)
 {
 	if (em == NULL || em->text[0] != '\0')

@@ -97,6 +97,11 @@ const char *p11ca_err_name(enum p11ca_err err);
 
 enum p11ca_err_category p11ca_err_category(enum p11ca_err err);
 
+/* The sysexits.h code a command-line tool exits with for `err` (0 for P11CA_OK):
+ * 64 usage, 65 bad input data, 69 unavailable, 70 internal, 74 I/O, 75 temporary failure
+ * (busy, timeout), 77 permission denied (PINs, roles, policy), 78 configuration. */
+int p11ca_err_sysexit(enum p11ca_err err);
+
 /* What a user reads: the failing code plus one sentence that says what failed and what to
  * do. The text never holds secrets: callers format labels, ids and paths, never PINs. */
 struct p11ca_errmsg {

@@ -33,6 +33,23 @@ static void test_categories(void **state)
 	assert_int_equal(p11ca_err_category((enum p11ca_err)7), P11CA_CAT_INTERNAL);
 }
 
+static void test_sysexits(void **state)
+{
+	(void)state;
+	assert_int_equal(p11ca_err_sysexit(P11CA_OK), 0);
+	assert_int_equal(p11ca_err_sysexit(P11CA_E_INVALID_ARG), 64);
+	assert_int_equal(p11ca_err_sysexit(P11CA_E_HSM_KEY_NOT_FOUND), 65);
+	assert_int_equal(p11ca_err_sysexit(P11CA_E_HSM_UNAVAILABLE), 69);
+	assert_int_equal(p11ca_err_sysexit(P11CA_E_NOMEM), 70);
+	assert_int_equal(p11ca_err_sysexit(P11CA_E_STORAGE_IO), 74);
+	assert_int_equal(p11ca_err_sysexit(P11CA_E_HSM_BUSY), 75);
+	assert_int_equal(p11ca_err_sysexit(P11CA_E_HSM_PIN_INCORRECT), 77);
+	assert_int_equal(p11ca_err_sysexit(P11CA_E_PERMISSION), 77);
+	assert_int_equal(p11ca_err_sysexit(P11CA_E_PIN_SOURCE), 78);
+	assert_int_equal(p11ca_err_sysexit(P11CA_E_HSM_TOKEN_NOT_FOUND), 78);
+	assert_int_equal(p11ca_err_sysexit((enum p11ca_err)12345), 70);
+}
+
 static void test_fail_first_message_sticks(void **state)
 {
 	(void)state;
@@ -139,6 +156,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_strerror_and_names),
 		cmocka_unit_test(test_categories),
+		cmocka_unit_test(test_sysexits),
 		cmocka_unit_test(test_fail_first_message_sticks),
 		cmocka_unit_test(test_fail_truncates_long_text),
 		cmocka_unit_test(test_guard_returns_early),

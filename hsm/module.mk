@@ -3,3 +3,7 @@ LIBS += hsm
 hsm_SRCS := hsm/alg.c hsm/ckr.c hsm/key.c hsm/module.c hsm/pin.c hsm/pubkey.c \
             hsm/sign.c hsm/token.c hsm/uri.c
 UNIT_TESTS += hsm/test_pin hsm/test_alg
+
+# The operator's tool for this layer (key ceremony, checks, test signatures).
+PROGRAMS += p11ca-hsm
+p11ca-hsm_SRCS := hsm/p11ca-hsm.c
