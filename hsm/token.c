@@ -455,11 +455,15 @@ enum p11ca_err hsm_token_run(struct hsm_token *tok, const char *what, hsm_sessio
 			      : step.code != P11CA_OK ? step.code
 						 : hsm_ckr_err(rv);
 		}
+		enum hsm_fault fault = err == P11CA_OK ? HSM_FAULT_NONE : hsm_ckr_fault(rv);
+		if (fault == HSM_FAULT_SESSION && s->open) {
+			/* Usually the handle is dead already; with CKR_OPERATION_ACTIVE it is
+			 * not, and forgetting it would leak a session on the token. */
+			(void)tok->mod->fn->C_CloseSession(s->handle);
+			s->open = false;
+		}
 		pthread_rwlock_unlock(&tok->mod->lock);
 
-		enum hsm_fault fault = err == P11CA_OK ? HSM_FAULT_NONE : hsm_ckr_fault(rv);
-		if (fault == HSM_FAULT_SESSION)
-			s->open = false;
 		if (fault == HSM_FAULT_OBJECT)
 			memset(s->cache, 0, sizeof(s->cache));
 		bool capped = rv == CKR_SESSION_COUNT && !s->open && pool_cap(tok, s);
