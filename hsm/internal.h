@@ -104,7 +104,7 @@ struct hsm_token {
 	P11KitUri *uri;
 	char *uri_text; /* for messages; never holds a pin-value (refused or stripped) */
 	char name[48];	/* the token label, for messages */
-	CK_SLOT_ID slot;		 /* written under login_lock */
+	atomic_ulong slot;	     /* a CK_SLOT_ID; written under login_lock, read anywhere */
 	atomic_uint slot_generation; /* module generation `slot` was resolved in */
 	atomic_uint drop_epoch;	     /* bumped to invalidate every session at once */
 	unsigned busy_timeout_ms;
@@ -115,9 +115,18 @@ struct hsm_token {
 	struct hsm_session *sessions;
 
 	pthread_mutex_t login_lock; /* serialises C_Login so one bad PIN costs one try */
-	struct p11ca_secret *pin; /* under login_lock */
-	bool pin_refused;	  /* under login_lock */
+	struct p11ca_secret *pin;   /* under login_lock */
+	/* Why the token refused the PIN (P11CA_OK: not refused); while set, nothing calls
+	 * C_Login. Atomic, like pin_set, so status never waits for a hung login. */
+	atomic_int pin_refusal;
+	atomic_bool pin_set;
+	/* Salted digest of the last PIN the token refused: the same PIN handed in again (100
+	 * concurrent activations, a script retrying) is refused without a try. */
+	uint8_t refused_salt[16];
+	uint8_t refused_digest[32]; /* under login_lock */
+	bool has_refused_digest;    /* under login_lock */
 	atomic_bool logged_in;
+	unsigned cap_generation; /* under lock: module generation the session caps belong to */
 
 	struct hsm_key *keys[CONFIG_HSM_MAX_KEYS];
 	uint64_t next_key_uid;

@@ -55,9 +55,11 @@ CK_RV hsm_session_key_handle(struct hsm_token *tok, struct hsm_session *s,
 		*out = s->cache[key->slot_index].handle;
 		return CKR_OK;
 	}
+	/* Label and id together: ids are not unique on every token (another tool may have
+	 * given two keys the same one). */
 	CK_OBJECT_HANDLE h[2];
 	CK_ULONG n = 0;
-	CK_RV rv = hsm_find_objects(tok, s, CKO_PRIVATE_KEY, key->id_len ? NULL : key->label,
+	CK_RV rv = hsm_find_objects(tok, s, CKO_PRIVATE_KEY, key->label[0] ? key->label : NULL,
 				    key->id_len ? key->id : NULL, key->id_len, h, 2, &n);
 	if (rv != CKR_OK)
 		return rv;
@@ -129,12 +131,28 @@ static CK_RV op_find(struct hsm_token *tok, struct hsm_session *s, void *varg,
 	k->label[attrs[0].ulValueLen] = '\0';
 	k->id_len = attrs[1].ulValueLen;
 
-	/* Its public half: by id when it has one (labels are not unique across classes). */
-	CK_OBJECT_HANDLE pub;
-	rv = hsm_find_objects(tok, s, CKO_PUBLIC_KEY, k->id_len ? NULL : k->label,
-			      k->id_len ? k->id : NULL, k->id_len, &pub, 1, &n);
+	/* Its public half: the public-key object with the same label and id; failing that,
+	 * the same id (tools often label the halves differently). Never a guess between two:
+	 * verifying with the wrong public key would withhold every signature. */
+	const char *plabel = k->label[0] ? k->label : NULL;
+	CK_OBJECT_HANDLE pub[2];
+	rv = hsm_find_objects(tok, s, CKO_PUBLIC_KEY, plabel, k->id_len ? k->id : NULL, k->id_len,
+			      pub, 2, &n);
+	if (rv == CKR_OK && n == 0 && plabel != NULL && k->id_len > 0)
+		rv = hsm_find_objects(tok, s, CKO_PUBLIC_KEY, NULL, k->id, k->id_len, pub, 2, &n);
 	if (rv != CKR_OK)
 		return rv;
+	if (n > 1) {
+		char d0[128], d1[128];
+		object_describe(tok, s, pub[0], d0, sizeof(d0));
+		object_describe(tok, s, pub[1], d1, sizeof(d1));
+		(void)p11ca_fail(em, P11CA_E_HSM_KEY_AMBIGUOUS,
+				 "private key %s on token '%s' has more than one public-key "
+				 "object that could be its own (%s; %s); give the keys distinct "
+				 "ids",
+				 want, tok->name, d0, d1);
+		return CKR_FUNCTION_FAILED;
+	}
 	if (n == 0) {
 		(void)p11ca_fail(em, P11CA_E_HSM_KEY_NOT_FOUND,
 				 "private key %s on token '%s' has no public-key object with the "
@@ -143,7 +161,7 @@ static CK_RV op_find(struct hsm_token *tok, struct hsm_session *s, void *varg,
 				 want, tok->name);
 		return CKR_FUNCTION_FAILED;
 	}
-	return hsm_pubkey_read(tok, s, pub, &k->pub, &k->type, em);
+	return hsm_pubkey_read(tok, s, pub[0], &k->pub, &k->type, em);
 }
 
 /* Give the key a slot in the token's table (and so in every session's handle cache). */
@@ -222,9 +240,7 @@ enum p11ca_err hsm_key_find_uri(struct hsm_token *tok, const char *text, struct 
 	/* Token attributes in a key URI must describe this token, or the URI means another. */
 	CK_TOKEN_INFO ti;
 	pthread_rwlock_rdlock(&tok->mod->lock);
-	pthread_mutex_lock(&tok->login_lock);
-	CK_RV rv = tok->mod->fn->C_GetTokenInfo(tok->slot, &ti);
-	pthread_mutex_unlock(&tok->login_lock);
+	CK_RV rv = tok->mod->fn->C_GetTokenInfo(atomic_load(&tok->slot), &ti);
 	pthread_rwlock_unlock(&tok->mod->lock);
 	if (rv == CKR_OK && !p11_kit_uri_match_token_info(uri, &ti)) {
 		err = p11ca_fail(em, P11CA_E_URI, "key URI names another token than '%s'",

@@ -14,6 +14,10 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
 static unsigned module_gen(const struct hsm_token *tok)
 {
 	return atomic_load(&tok->mod->generation);
@@ -61,7 +65,7 @@ static enum p11ca_err token_resolve_slot(struct hsm_token *tok, CK_RV *rv_out,
 		snprintf(matched + used, sizeof(matched) - used, "%s'%s' (serial %s)",
 			 used ? ", " : "", label, serial);
 		if (matches++ == 0) {
-			tok->slot = slots[i];
+			atomic_store(&tok->slot, slots[i]);
 			snprintf(tok->name, sizeof(tok->name), "%s", label);
 		}
 	}
@@ -120,6 +124,10 @@ enum p11ca_err hsm_token_open(struct hsm_ctx *ctx, const struct hsm_token_config
 	pthread_condattr_destroy(&ca);
 	tok->ctx = ctx;
 	tok->pool_size = pool;
+	if (RAND_bytes(tok->refused_salt, sizeof(tok->refused_salt)) != 1) {
+		err = p11ca_fail(em, P11CA_E_INTERNAL, "no randomness for the PIN refusal salt");
+		goto fail;
+	}
 	tok->busy_timeout_ms = cfg->busy_timeout_ms ? cfg->busy_timeout_ms
 						    : CONFIG_HSM_BUSY_TIMEOUT_MS;
 
@@ -207,6 +215,13 @@ static enum p11ca_err pool_acquire(struct hsm_token *tok, struct hsm_session **o
 	enum p11ca_err err = P11CA_OK;
 
 	pthread_mutex_lock(&tok->lock);
+	/* A re-initialised module (a rebooted or replaced token) may allow more sessions. */
+	unsigned gen = module_gen(tok);
+	if (tok->cap_generation != gen) {
+		for (unsigned i = 0; i < tok->pool_size; i++)
+			tok->sessions[i].capped = false;
+		tok->cap_generation = gen;
+	}
 	for (;;) {
 		struct hsm_session *closed = NULL, *ready = NULL;
 		unsigned usable = 0;
@@ -265,6 +280,20 @@ static void pool_drop_all(struct hsm_token *tok)
 
 /* ---- login ------------------------------------------------------------------------- */
 
+/* SHA-256(salt ‖ PIN), to recognise a PIN the token already refused without keeping it. */
+static void pin_digest(const struct hsm_token *tok, const struct p11ca_secret *pin,
+		       uint8_t out[32])
+{
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	unsigned int n = 0;
+	if (ctx == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1 ||
+	    EVP_DigestUpdate(ctx, tok->refused_salt, sizeof(tok->refused_salt)) != 1 ||
+	    EVP_DigestUpdate(ctx, p11ca_secret_data(pin), p11ca_secret_len(pin)) != 1 ||
+	    EVP_DigestFinal_ex(ctx, out, &n) != 1)
+		memset(out, 0xff, 32); /* fails closed: matches nothing a real digest gives */
+	EVP_MD_CTX_free(ctx);
+}
+
 /* Log in through session s unless already logged in. Called with mod->lock shared and
  * login_lock held. Refusals are policy (rv stays CKR_OK); module faults set *rv. */
 static enum p11ca_err token_login_locked(struct hsm_token *tok, struct hsm_session *s,
@@ -274,8 +303,14 @@ static enum p11ca_err token_login_locked(struct hsm_token *tok, struct hsm_sessi
 	*rv = CKR_OK;
 	if (atomic_load(&tok->logged_in))
 		return P11CA_OK;
-	if (tok->pin_refused)
-		return p11ca_fail(em, P11CA_E_HSM_PIN_INCORRECT,
+	enum p11ca_err refusal = atomic_load(&tok->pin_refusal);
+	if (refusal == P11CA_E_HSM_PIN_LOCKED)
+		return p11ca_fail(em, refusal,
+				  "the user PIN of token '%s' is locked; unlock it with the "
+				  "token's security-officer tools, then activate again",
+				  tok->name);
+	if (refusal != P11CA_OK)
+		return p11ca_fail(em, refusal,
 				  "token '%s' refused the PIN it was given; p11ca will not try it "
 				  "again (that could lock the token). Supply the correct PIN "
 				  "(hsm activate or the pin-source file)",
@@ -287,7 +322,7 @@ static enum p11ca_err token_login_locked(struct hsm_token *tok, struct hsm_sessi
 				  tok->name);
 
 	CK_TOKEN_INFO ti;
-	*rv = fn->C_GetTokenInfo(tok->slot, &ti);
+	*rv = fn->C_GetTokenInfo(atomic_load(&tok->slot), &ti);
 	if (*rv != CKR_OK)
 		return p11ca_fail(em, hsm_ckr_err(*rv), "cannot read the state of token '%s': %s",
 				  tok->name, hsm_ckr_name(*rv));
@@ -307,6 +342,7 @@ static enum p11ca_err token_login_locked(struct hsm_token *tok, struct hsm_sessi
 			  p11ca_secret_len(tok->pin));
 	if (*rv == CKR_OK || *rv == CKR_USER_ALREADY_LOGGED_IN) {
 		*rv = CKR_OK;
+		tok->has_refused_digest = false;
 		atomic_store(&tok->logged_in, true);
 		p11ca_logf(tok->ctx->log, LOG_INFO, "hsm: logged in to token '%s'", tok->name);
 		return P11CA_OK;
@@ -314,13 +350,21 @@ static enum p11ca_err token_login_locked(struct hsm_token *tok, struct hsm_sessi
 	if (*rv == CKR_PIN_INCORRECT || *rv == CKR_PIN_LEN_RANGE || *rv == CKR_PIN_LOCKED ||
 	    *rv == CKR_PIN_EXPIRED) {
 		/* Never again with this PIN: a retry storm would lock a real token. */
-		tok->pin_refused = true;
+		enum p11ca_err e = hsm_ckr_err(*rv);
+		atomic_store(&tok->pin_refusal, e);
+		pin_digest(tok, tok->pin, tok->refused_digest);
+		tok->has_refused_digest = true;
 		p11ca_secret_free(&tok->pin);
+		atomic_store(&tok->pin_set, false);
 		p11ca_logf(tok->ctx->log, LOG_ERR,
 			   "hsm: token '%s' refused the PIN (%s); it will not be retried",
 			   tok->name, hsm_ckr_name(*rv));
-		enum p11ca_err e = hsm_ckr_err(*rv);
 		*rv = CKR_OK;
+		if (e == P11CA_E_HSM_PIN_LOCKED)
+			return p11ca_fail(em, e,
+					  "token '%s' reports its user PIN locked; unlock it with "
+					  "the token's security-officer tools, then activate again",
+					  tok->name);
 		return p11ca_fail(em, e,
 				  "token '%s' refused the PIN; supply the correct one (hsm "
 				  "activate) — it will not be retried automatically",
@@ -328,6 +372,26 @@ static enum p11ca_err token_login_locked(struct hsm_token *tok, struct hsm_sessi
 	}
 	return p11ca_fail(em, hsm_ckr_err(*rv), "login to token '%s' failed: %s", tok->name,
 			  hsm_ckr_name(*rv));
+}
+
+/* The login lock, waited for no longer than a session would be: a token that hangs in
+ * C_Login must not hang every caller with it. */
+static enum p11ca_err login_lock_timed(struct hsm_token *tok, struct p11ca_errmsg *em)
+{
+	struct timespec deadline;
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += tok->busy_timeout_ms / 1000;
+	deadline.tv_nsec += (long)(tok->busy_timeout_ms % 1000) * 1000000L;
+	if (deadline.tv_nsec >= 1000000000L) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000L;
+	}
+	if (pthread_mutex_timedlock(&tok->login_lock, &deadline) == 0)
+		return P11CA_OK;
+	return p11ca_fail(em, P11CA_E_HSM_BUSY,
+			  "token '%s' is busy: a login or slot lookup has not returned within "
+			  "%u ms; check the HSM",
+			  tok->name, tok->busy_timeout_ms);
 }
 
 /* Make s usable: slot known in this module generation, session open, token logged in.
@@ -348,18 +412,25 @@ static enum p11ca_err session_prepare(struct hsm_token *tok, struct hsm_session 
 	}
 	if (!s->open) {
 		CK_SLOT_ID slot;
-		pthread_mutex_lock(&tok->login_lock);
+		if ((err = login_lock_timed(tok, em)) != P11CA_OK)
+			return err;
 		if (atomic_load(&tok->slot_generation) != gen) {
 			atomic_store(&tok->logged_in, false);
 			err = token_resolve_slot(tok, rv, em);
 		}
-		slot = tok->slot;
+		slot = atomic_load(&tok->slot);
 		pthread_mutex_unlock(&tok->login_lock);
 		if (err != P11CA_OK)
 			return err;
 		unsigned epoch = atomic_load(&tok->drop_epoch);
 		*rv = tok->mod->fn->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL,
 						  NULL, &s->handle);
+		if (*rv == CKR_SESSION_COUNT)
+			return p11ca_fail(em, P11CA_E_HSM_BUSY,
+					  "token '%s' refuses to open another session "
+					  "(CKR_SESSION_COUNT); close other applications' sessions on "
+					  "it, or lower the pool size",
+					  tok->name);
 		if (*rv != CKR_OK)
 			return p11ca_fail(em, hsm_ckr_err(*rv),
 					  "cannot open a session on token '%s': %s", tok->name,
@@ -375,7 +446,8 @@ static enum p11ca_err session_prepare(struct hsm_token *tok, struct hsm_session 
 			atomic_store(&tok->logged_in, false);
 	}
 	if (!atomic_load(&tok->logged_in)) {
-		pthread_mutex_lock(&tok->login_lock);
+		if ((err = login_lock_timed(tok, em)) != P11CA_OK)
+			return err;
 		err = token_login_locked(tok, s, rv, em);
 		pthread_mutex_unlock(&tok->login_lock);
 	}
@@ -417,9 +489,13 @@ static const char *fault_action(enum hsm_fault f, bool reinit)
 static bool pool_cap(struct hsm_token *tok, struct hsm_session *s)
 {
 	pthread_mutex_lock(&tok->lock);
+	/* A session another thread is opening right now counts: it is what took the last
+	 * place the token had. */
 	unsigned open = 0;
-	for (unsigned i = 0; i < tok->pool_size; i++)
-		open += tok->sessions[i].open;
+	for (unsigned i = 0; i < tok->pool_size; i++) {
+		const struct hsm_session *o = &tok->sessions[i];
+		open += o != s && (o->open || o->busy);
+	}
 	if (open > 0)
 		s->capped = true;
 	pthread_mutex_unlock(&tok->lock);
@@ -499,6 +575,9 @@ enum p11ca_err hsm_token_run(struct hsm_token *tok, const char *what, hsm_sessio
 		err = P11CA_E_HSM_UNAVAILABLE;
 	}
 
+	if (step.text[0] == '\0') /* the failing call recorded no sentence of its own */
+		(void)p11ca_fail(&step, err, "token '%s': %s failed with %s", tok->name, what,
+				 hsm_ckr_name(rv));
 	if (steps == CONFIG_HSM_RECOVERY_ATTEMPTS) {
 		/* A key that is simply not there is not an outage. */
 		if (step.code == P11CA_E_HSM_KEY_NOT_FOUND) {
@@ -506,11 +585,10 @@ enum p11ca_err hsm_token_run(struct hsm_token *tok, const char *what, hsm_sessio
 		} else {
 			struct p11ca_errmsg final = {0};
 			(void)p11ca_fail(&final, err,
-					 "token '%s' is unavailable: %s failed with %s after %u "
-					 "recovery steps (%s); check the HSM and its connection "
-					 "(hsm status) — the next request tries again",
-					 tok->name, what, hsm_ckr_name(rv), steps,
-					 step.text[0] ? step.text : "no detail");
+					 "token '%s' is unavailable after %u recovery steps (last: "
+					 "%s); check the HSM and its connection (hsm status) — the "
+					 "next request tries again",
+					 tok->name, steps, step.text);
 			step = final;
 		}
 	}
@@ -555,10 +633,37 @@ enum p11ca_err hsm_token_login(struct hsm_token *tok, const struct p11ca_secret 
 	}
 
 	pthread_mutex_lock(&tok->login_lock);
-	p11ca_secret_free(&tok->pin);
-	tok->pin = copy;
-	tok->pin_refused = false;
+	uint8_t digest[32];
+	pin_digest(tok, copy, digest);
+	if (tok->has_refused_digest && CRYPTO_memcmp(digest, tok->refused_digest, 32) == 0) {
+		err = p11ca_fail(em, P11CA_E_HSM_PIN_INCORRECT,
+				 "token '%s' already refused this PIN; it is not tried again "
+				 "(repeated wrong PINs lock tokens)",
+				 tok->name);
+	} else if (atomic_load(&tok->logged_in) && tok->pin != NULL) {
+		/* C_Login cannot check a second PIN without logging out, which would stop
+		 * signing; an identical PIN is a harmless no-op, a different one is refused. */
+		bool same = p11ca_secret_len(tok->pin) == p11ca_secret_len(copy) &&
+			    CRYPTO_memcmp(p11ca_secret_data(tok->pin), p11ca_secret_data(copy),
+					  p11ca_secret_len(copy)) == 0;
+		if (!same)
+			err = p11ca_fail(em, P11CA_E_USAGE,
+					 "token '%s' is already activated with another PIN; the "
+					 "new one was not used (checking it would log the token "
+					 "out and interrupt signing)",
+					 tok->name);
+		p11ca_secret_free(&copy);
+	} else {
+		p11ca_secret_free(&tok->pin);
+		tok->pin = copy;
+		copy = NULL;
+		atomic_store(&tok->pin_set, true);
+		atomic_store(&tok->pin_refusal, P11CA_OK);
+	}
 	pthread_mutex_unlock(&tok->login_lock);
+	p11ca_secret_free(&copy);
+	if (err != P11CA_OK)
+		return hsm_token_note_failure(tok, err, em);
 	return hsm_token_run(tok, "login", op_nothing, NULL, em);
 }
 
@@ -584,9 +689,7 @@ enum p11ca_err hsm_token_status(struct hsm_token *tok, struct hsm_status *st,
 
 	pthread_rwlock_rdlock(&tok->mod->lock);
 	CK_TOKEN_INFO ti;
-	pthread_mutex_lock(&tok->login_lock);
-	CK_SLOT_ID slot = tok->slot;
-	pthread_mutex_unlock(&tok->login_lock);
+	CK_SLOT_ID slot = atomic_load(&tok->slot);
 	if (atomic_load(&tok->slot_generation) == module_gen(tok) &&
 	    tok->mod->fn->C_GetTokenInfo(slot, &ti) == CKR_OK) {
 		st->token_present = true;
@@ -610,10 +713,9 @@ enum p11ca_err hsm_token_status(struct hsm_token *tok, struct hsm_status *st,
 			st->key_count = n;
 	}
 
-	pthread_mutex_lock(&tok->login_lock);
-	st->pin_set = tok->pin != NULL;
-	st->pin_refused = tok->pin_refused;
-	pthread_mutex_unlock(&tok->login_lock);
+	/* Atomics only: status must answer while a login hangs in the token. */
+	st->pin_set = atomic_load(&tok->pin_set);
+	st->pin_refused = atomic_load(&tok->pin_refusal) != P11CA_OK;
 	st->logged_in = atomic_load(&tok->logged_in);
 	pthread_mutex_lock(&tok->lock);
 	st->pool_size = tok->pool_size;
