@@ -270,11 +270,19 @@ static void pool_release(struct hsm_token *tok, struct hsm_session *s)
 	pthread_mutex_unlock(&tok->lock);
 }
 
-/* Forget every session (their handles died with the token or module): each is reopened
- * by the next thread that takes it, including those in use right now. */
-static void pool_drop_all(struct hsm_token *tok)
+/* Forget every session: each is closed and reopened by the next thread that takes it,
+ * including those in use right now. A session that died usually died with all the
+ * others (a token reboot); finding that out one session per recovery step would spend
+ * every step on a full pool. */
+static void pool_drop_sessions(struct hsm_token *tok)
 {
 	atomic_fetch_add(&tok->drop_epoch, 1);
+}
+
+/* The same after a device fault or re-initialisation, where the login is gone too. */
+static void pool_drop_all(struct hsm_token *tok)
+{
+	pool_drop_sessions(tok);
 	atomic_store(&tok->logged_in, false);
 }
 
@@ -557,6 +565,8 @@ enum p11ca_err hsm_token_run(struct hsm_token *tok, const char *what, hsm_sessio
 		steps++;
 		if (fault == HSM_FAULT_LOGIN)
 			atomic_store(&tok->logged_in, false);
+		if (fault == HSM_FAULT_SESSION)
+			pool_drop_sessions(tok); /* a new session tells whether the login survived */
 		if (fault == HSM_FAULT_DEVICE)
 			pool_drop_all(tok);
 		bool reinit = (fault == HSM_FAULT_DEVICE && device_faults++ > 0) ||
