@@ -53,12 +53,12 @@ P11CA_MUST_CHECK enum p11ca_err p11ca_buf_new(size_t max, unsigned flags, struct
 
 /* A read-only view of data[0..len) (len may be 0; data may be NULL only then). */
 P11CA_MUST_CHECK enum p11ca_err p11ca_buf_from_const(const void *data, size_t len,
-                                                     struct p11ca_buf **out);
+						     struct p11ca_buf **out);
 
 /* An empty buffer writing into mem[0..cap) (cap 1..P11CA_BUF_SIZE_MAX); with
  * P11CA_BUF_WIPE, mem[0..cap) is wiped on reset and free. */
 P11CA_MUST_CHECK enum p11ca_err p11ca_buf_wrap(void *mem, size_t cap, unsigned flags,
-                                               struct p11ca_buf **out);
+					       struct p11ca_buf **out);
 
 /* Wipe (if asked), release owned storage, free the handle and set *b to NULL. NULL-safe. */
 void p11ca_buf_free(struct p11ca_buf **b);

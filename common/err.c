@@ -10,7 +10,10 @@ static const struct {
 	const char *name;
 	const char *text;
 } err_table[] = {
-#define E(code, text) {code, #code, text}
+#define E(code, text)                                                                              \
+	{                                                                                          \
+		code, #code, text                                                                  \
+	}
 	E(P11CA_OK, "success"),
 	E(P11CA_E_USAGE, "invalid usage"),
 	E(P11CA_E_INVALID_ARG, "invalid argument"),

@@ -16,8 +16,7 @@ struct p11ca_secret {
 	uint8_t bytes[];
 };
 
-enum p11ca_err p11ca_secret_new(size_t capacity, struct p11ca_secret **out,
-				struct p11ca_errmsg *em)
+enum p11ca_err p11ca_secret_new(size_t capacity, struct p11ca_secret **out, struct p11ca_errmsg *em)
 {
 	*out = NULL;
 	if (capacity == 0 || capacity > SECRET_MAX_CAPACITY)

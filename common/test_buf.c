@@ -86,8 +86,8 @@ static void test_cannot_overfill(void **state)
 	assert_int_equal(p11ca_buf_len(b), 8);
 
 	/* Lengths chosen to wrap `pos + len` if anyone ever wrote the check that way. */
-	static const size_t huge[] = {SIZE_MAX,         SIZE_MAX - 1,       SIZE_MAX - 7,
-	                              SIZE_MAX / 2 + 1, P11CA_BUF_SIZE_MAX, 3};
+	static const size_t huge[] = {SIZE_MAX,		SIZE_MAX - 1,	    SIZE_MAX - 7,
+				      SIZE_MAX / 2 + 1, P11CA_BUF_SIZE_MAX, 3};
 	for (size_t i = 0; i < sizeof(huge) / sizeof(huge[0]); i++) {
 		assert_int_equal(p11ca_buf_put(b, "x", huge[i]), P11CA_E_PROTO_TOO_LARGE);
 		assert_int_equal(p11ca_buf_reserve(b, huge[i], &p), P11CA_E_PROTO_TOO_LARGE);
@@ -227,7 +227,7 @@ static void test_const_view_is_read_only(void **state)
 	assert_int_equal(p11ca_buf_from_const(NULL, 1, &b), P11CA_E_INVALID_ARG);
 	assert_int_equal(p11ca_buf_from_const(data, SIZE_MAX, &b), P11CA_E_INVALID_ARG);
 	assert_int_equal(p11ca_buf_from_const(data, P11CA_BUF_SIZE_MAX + 1, &b),
-	                 P11CA_E_INVALID_ARG);
+			 P11CA_E_INVALID_ARG);
 	assert_int_equal(p11ca_buf_from_const(data, 1, NULL), P11CA_E_INVALID_ARG);
 	assert_null(b);
 }
@@ -300,15 +300,15 @@ static void test_null_arguments(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_new_refuses_bad_sizes),
-	    cmocka_unit_test(test_integers_are_big_endian),
-	    cmocka_unit_test(test_cannot_overfill),
-	    cmocka_unit_test(test_cannot_overread),
-	    cmocka_unit_test(test_grows_up_to_max),
-	    cmocka_unit_test(test_reserve_writes_in_place),
-	    cmocka_unit_test(test_const_view_is_read_only),
-	    cmocka_unit_test(test_wrap_uses_caller_memory),
-	    cmocka_unit_test(test_null_arguments),
+		cmocka_unit_test(test_new_refuses_bad_sizes),
+		cmocka_unit_test(test_integers_are_big_endian),
+		cmocka_unit_test(test_cannot_overfill),
+		cmocka_unit_test(test_cannot_overread),
+		cmocka_unit_test(test_grows_up_to_max),
+		cmocka_unit_test(test_reserve_writes_in_place),
+		cmocka_unit_test(test_const_view_is_read_only),
+		cmocka_unit_test(test_wrap_uses_caller_memory),
+		cmocka_unit_test(test_null_arguments),
 	};
 	return cmocka_run_group_tests_name("buf", tests, NULL, NULL);
 }

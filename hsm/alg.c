@@ -20,11 +20,16 @@ static const struct {
 	enum hsm_sig_alg alg;
 	const char *name;
 } sig_algs[] = {
-	{HSM_SIG_RSA_PKCS1_SHA256, "rsa-pkcs1-sha256"}, {HSM_SIG_RSA_PKCS1_SHA384, "rsa-pkcs1-sha384"},
-	{HSM_SIG_RSA_PKCS1_SHA512, "rsa-pkcs1-sha512"}, {HSM_SIG_RSA_PSS_SHA256, "rsa-pss-sha256"},
-	{HSM_SIG_RSA_PSS_SHA384, "rsa-pss-sha384"},	{HSM_SIG_RSA_PSS_SHA512, "rsa-pss-sha512"},
-	{HSM_SIG_ECDSA_SHA256, "ecdsa-sha256"},		{HSM_SIG_ECDSA_SHA384, "ecdsa-sha384"},
-	{HSM_SIG_ECDSA_SHA512, "ecdsa-sha512"},		{HSM_SIG_ED25519, "ed25519"},
+	{HSM_SIG_RSA_PKCS1_SHA256, "rsa-pkcs1-sha256"},
+	{HSM_SIG_RSA_PKCS1_SHA384, "rsa-pkcs1-sha384"},
+	{HSM_SIG_RSA_PKCS1_SHA512, "rsa-pkcs1-sha512"},
+	{HSM_SIG_RSA_PSS_SHA256, "rsa-pss-sha256"},
+	{HSM_SIG_RSA_PSS_SHA384, "rsa-pss-sha384"},
+	{HSM_SIG_RSA_PSS_SHA512, "rsa-pss-sha512"},
+	{HSM_SIG_ECDSA_SHA256, "ecdsa-sha256"},
+	{HSM_SIG_ECDSA_SHA384, "ecdsa-sha384"},
+	{HSM_SIG_ECDSA_SHA512, "ecdsa-sha512"},
+	{HSM_SIG_ED25519, "ed25519"},
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
@@ -37,8 +42,7 @@ const char *hsm_key_type_name(enum hsm_key_type type)
 	return NULL;
 }
 
-enum p11ca_err hsm_key_type_parse(const char *name, enum hsm_key_type *out,
-				  struct p11ca_errmsg *em)
+enum p11ca_err hsm_key_type_parse(const char *name, enum hsm_key_type *out, struct p11ca_errmsg *em)
 {
 	for (size_t i = 0; name != NULL && i < COUNT(key_types); i++) {
 		if (strcasecmp(key_types[i].name, name) == 0) {
@@ -60,8 +64,7 @@ const char *hsm_sig_alg_name(enum hsm_sig_alg alg)
 	return NULL;
 }
 
-enum p11ca_err hsm_sig_alg_parse(const char *name, enum hsm_sig_alg *out,
-				 struct p11ca_errmsg *em)
+enum p11ca_err hsm_sig_alg_parse(const char *name, enum hsm_sig_alg *out, struct p11ca_errmsg *em)
 {
 	for (size_t i = 0; name != NULL && i < COUNT(sig_algs); i++) {
 		if (strcasecmp(sig_algs[i].name, name) == 0) {

@@ -11,7 +11,10 @@ static const struct {
 	enum hsm_fault fault;
 	enum p11ca_err err;
 } ckr_table[] = {
-#define R(rv, fault, err) {rv, #rv, fault, err}
+#define R(rv, fault, err)                                                                          \
+	{                                                                                          \
+		rv, #rv, fault, err                                                                \
+	}
 	R(CKR_OK, HSM_FAULT_NONE, P11CA_OK),
 	/* Recoverable: the token or module lost state we can rebuild. */
 	R(CKR_SESSION_HANDLE_INVALID, HSM_FAULT_SESSION, P11CA_E_HSM_UNAVAILABLE),

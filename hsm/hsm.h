@@ -135,15 +135,14 @@ void hsm_token_close(struct hsm_token **tok);
  * P11CA_E_HSM_PIN_INCORRECT, P11CA_E_HSM_PIN_FINAL_TRY, P11CA_E_HSM_PIN_LOCKED,
  * P11CA_E_HSM_UNAVAILABLE, P11CA_E_HSM.
  */
-P11CA_MUST_CHECK enum p11ca_err hsm_token_login(struct hsm_token *tok,
-						const struct p11ca_secret *pin,
-						struct p11ca_errmsg *em);
+P11CA_MUST_CHECK enum p11ca_err
+hsm_token_login(struct hsm_token *tok, const struct p11ca_secret *pin, struct p11ca_errmsg *em);
 
 struct hsm_status {
 	bool token_present;
 	bool logged_in;
-	bool pin_set;	   /* a PIN is held (it may still be wrong) */
-	bool pin_refused;  /* the held PIN was rejected and will not be retried */
+	bool pin_set;	  /* a PIN is held (it may still be wrong) */
+	bool pin_refused; /* the held PIN was rejected and will not be retried */
 	bool pin_count_low;
 	bool pin_final_try;
 	bool pin_locked;
@@ -190,8 +189,8 @@ P11CA_MUST_CHECK enum p11ca_err hsm_key_generate(struct hsm_token *tok, enum hsm
  * does not support), plus session and login errors.
  */
 P11CA_MUST_CHECK enum p11ca_err hsm_key_find(struct hsm_token *tok, const char *label,
-					     const uint8_t *id, size_t id_len,
-					     struct hsm_key **out, struct p11ca_errmsg *em);
+					     const uint8_t *id, size_t id_len, struct hsm_key **out,
+					     struct p11ca_errmsg *em);
 
 /* The same, with an RFC 7512 object URI ("pkcs11:object=ca1;id=%01%02"): object= and id=
  * are used, type= must be absent or "private"; token attributes must match this token. */
@@ -234,9 +233,8 @@ P11CA_MUST_CHECK enum p11ca_err hsm_sign(struct hsm_key *key, enum hsm_sig_alg a
 /* Verify a signature as hsm_sign produced it, in software, with the key's public key.
  * Exposed for tests and for the signer's pre-release check. Returns P11CA_OK when valid,
  * P11CA_E_HSM_BAD_SIGNATURE when not, P11CA_E_HSM_MECHANISM when alg does not fit. */
-P11CA_MUST_CHECK enum p11ca_err hsm_verify(EVP_PKEY *pub, enum hsm_sig_alg alg,
-					   const uint8_t *msg, size_t msg_len,
-					   const uint8_t *sig, size_t sig_len,
+P11CA_MUST_CHECK enum p11ca_err hsm_verify(EVP_PKEY *pub, enum hsm_sig_alg alg, const uint8_t *msg,
+					   size_t msg_len, const uint8_t *sig, size_t sig_len,
 					   struct p11ca_errmsg *em);
 
 #endif

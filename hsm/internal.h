@@ -62,9 +62,8 @@ P11CA_MUST_CHECK enum p11ca_err hsm_module_get(struct hsm_ctx *ctx, const char *
 void hsm_module_put(struct hsm_ctx *ctx, struct hsm_module *mod);
 /* C_Finalize + C_Initialize, unless another thread did it since `seen_generation`.
  * Waits at most `timeout_ms` for in-flight calls to leave the module. */
-P11CA_MUST_CHECK enum p11ca_err hsm_module_reinit(struct hsm_module *mod,
-						  unsigned seen_generation, unsigned timeout_ms,
-						  struct p11ca_errmsg *em);
+P11CA_MUST_CHECK enum p11ca_err hsm_module_reinit(struct hsm_module *mod, unsigned seen_generation,
+						  unsigned timeout_ms, struct p11ca_errmsg *em);
 
 /* ---- uri.c: RFC 7512 through p11-kit ------------------------------------------------ */
 
@@ -102,9 +101,9 @@ struct hsm_token {
 	struct hsm_ctx *ctx;
 	struct hsm_module *mod;
 	P11KitUri *uri;
-	char *uri_text; /* for messages; never holds a pin-value (refused or stripped) */
-	char name[48];	/* the token label, for messages */
-	atomic_ulong slot;	     /* a CK_SLOT_ID; written under login_lock, read anywhere */
+	char *uri_text;	   /* for messages; never holds a pin-value (refused or stripped) */
+	char name[48];	   /* the token label, for messages */
+	atomic_ulong slot; /* a CK_SLOT_ID; written under login_lock, read anywhere */
 	atomic_uint slot_generation; /* module generation `slot` was resolved in */
 	atomic_uint drop_epoch;	     /* bumped to invalidate every session at once */
 	unsigned busy_timeout_ms;

@@ -187,8 +187,7 @@ static enum p11ca_err key_register(struct hsm_token *tok, struct hsm_key *k,
 	return err;
 }
 
-static enum p11ca_err key_new(struct hsm_token *tok, struct hsm_key **out,
-			      struct p11ca_errmsg *em)
+static enum p11ca_err key_new(struct hsm_token *tok, struct hsm_key **out, struct p11ca_errmsg *em)
 {
 	*out = calloc(1, sizeof(**out));
 	if (*out == NULL)
@@ -258,8 +257,7 @@ enum p11ca_err hsm_key_find_uri(struct hsm_token *tok, const char *text, struct 
 		}
 		memcpy(label, l->pValue, l->ulValueLen);
 	}
-	err = key_find(tok, l ? label : NULL, i ? i->pValue : NULL, i ? i->ulValueLen : 0, out,
-		       em);
+	err = key_find(tok, l ? label : NULL, i ? i->pValue : NULL, i ? i->ulValueLen : 0, out, em);
 out:
 	p11_kit_uri_free(uri);
 	return err;
@@ -380,8 +378,8 @@ static bool label_ok(const char *label)
 	return true;
 }
 
-enum p11ca_err hsm_key_generate(struct hsm_token *tok, enum hsm_key_type type,
-				const char *label, struct hsm_key **out, struct p11ca_errmsg *em)
+enum p11ca_err hsm_key_generate(struct hsm_token *tok, enum hsm_key_type type, const char *label,
+				struct hsm_key **out, struct p11ca_errmsg *em)
 {
 	*out = NULL;
 	if (hsm_key_type_name(type) == NULL)

@@ -77,10 +77,11 @@ enum p11ca_err hsm_module_get(struct hsm_ctx *ctx, const char *path, struct hsm_
 	}
 	CK_RV rv = module_initialize(mod);
 	if (rv != CKR_OK) {
-		err = p11ca_fail(em, P11CA_E_HSM_MODULE,
-				 "PKCS#11 module %s failed to initialise (%s); check its own "
-				 "configuration (for SoftHSM2: SOFTHSM2_CONF and the token directory)",
-				 path, hsm_ckr_name(rv));
+		err = p11ca_fail(
+			em, P11CA_E_HSM_MODULE,
+			"PKCS#11 module %s failed to initialise (%s); check its own "
+			"configuration (for SoftHSM2: SOFTHSM2_CONF and the token directory)",
+			path, hsm_ckr_name(rv));
 		p11_kit_module_release(mod->fn);
 		free(mod->path);
 		free(mod);

@@ -145,8 +145,8 @@ static int cmd_status(struct hsm_token *tok)
 			      : "none",
 	       st.pin_count_low ? ", token reports failed attempts" : "",
 	       st.pin_final_try ? ", FINAL TRY" : "", st.pin_locked ? ", LOCKED" : "");
-	printf("sessions:       %u open, %u busy, pool of %u\n", st.sessions_open,
-	       st.sessions_busy, st.pool_size);
+	printf("sessions:       %u open, %u busy, pool of %u\n", st.sessions_open, st.sessions_busy,
+	       st.pool_size);
 	if (st.key_count >= 0)
 		printf("private keys:   %ld\n", st.key_count);
 	else
@@ -194,8 +194,8 @@ static int cmd_pubkey(struct hsm_token *tok, const char *name)
 	return rc;
 }
 
-static int cmd_sign(struct hsm_token *tok, const char *name, const char *alg_name,
-		    const char *in, const char *out)
+static int cmd_sign(struct hsm_token *tok, const char *name, const char *alg_name, const char *in,
+		    const char *out)
 {
 	struct p11ca_errmsg em = {0};
 	struct hsm_key *key = NULL;
@@ -228,8 +228,8 @@ static int cmd_sign(struct hsm_token *tok, const char *name, const char *alg_nam
 		rc = 73; /* EX_CANTCREAT */
 		goto out;
 	}
-	fprintf(stderr, "p11ca-hsm: signed %zu bytes with '%s' (%s), signature verified\n",
-		msg_len, hsm_key_label(key), hsm_sig_alg_name(alg));
+	fprintf(stderr, "p11ca-hsm: signed %zu bytes with '%s' (%s), signature verified\n", msg_len,
+		hsm_key_label(key), hsm_sig_alg_name(alg));
 out:
 	free(msg);
 	hsm_key_free(&key);
@@ -246,8 +246,8 @@ static int run(const struct opts *o, int argc, char **argv)
 	const char *cmd = argv[0];
 	int rc;
 
-	struct hsm_token_config cfg = {.module_path = o->module, .uri = o->token,
-				       .pool_size = o->pool};
+	struct hsm_token_config cfg = {
+		.module_path = o->module, .uri = o->token, .pool_size = o->pool};
 	enum p11ca_err err = hsm_ctx_new(&o->log, &ctx, &em);
 	if (err == P11CA_OK)
 		err = hsm_token_open(ctx, &cfg, &tok, &em);

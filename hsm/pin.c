@@ -68,8 +68,8 @@ enum p11ca_err hsm_pin_from_file(const char *path, struct p11ca_secret **out,
 {
 	*out = NULL;
 	if (path == NULL || path[0] != '/')
-		return p11ca_fail(em, P11CA_E_PIN_SOURCE,
-				  "PIN file '%s' is not an absolute path", path ? path : "(null)");
+		return p11ca_fail(em, P11CA_E_PIN_SOURCE, "PIN file '%s' is not an absolute path",
+				  path ? path : "(null)");
 
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
 	if (fd < 0) {
@@ -90,8 +90,7 @@ enum p11ca_err hsm_pin_from_file(const char *path, struct p11ca_secret **out,
 		goto out;
 	}
 	if (!S_ISREG(st.st_mode)) {
-		err = p11ca_fail(em, P11CA_E_PIN_SOURCE, "PIN file %s is not a regular file",
-				 path);
+		err = p11ca_fail(em, P11CA_E_PIN_SOURCE, "PIN file %s is not a regular file", path);
 		goto out;
 	}
 	if (st.st_uid != geteuid() && st.st_uid != 0) {

@@ -28,8 +28,7 @@ P11CA_MUST_CHECK enum p11ca_err hsm_pin_from_fd(int fd, struct p11ca_secret **ou
  * "credential:NAME" (a systemd credential: $CREDENTIALS_DIRECTORY/NAME).
  * Errors: P11CA_E_PIN_SOURCE, P11CA_E_NOMEM.
  */
-P11CA_MUST_CHECK enum p11ca_err hsm_pin_from_source(const char *pin_source,
-						    struct p11ca_secret **out,
-						    struct p11ca_errmsg *em);
+P11CA_MUST_CHECK enum p11ca_err
+hsm_pin_from_source(const char *pin_source, struct p11ca_secret **out, struct p11ca_errmsg *em);
 
 #endif

@@ -60,7 +60,8 @@ static CK_RV pub_rsa(struct hsm_token *tok, struct hsm_session *s, CK_OBJECT_HAN
 		break;
 	default: {
 		char what[48];
-		snprintf(what, sizeof(what), "RSA with a %lu-bit modulus", (unsigned long)n.len * 8);
+		snprintf(what, sizeof(what), "RSA with a %lu-bit modulus",
+			 (unsigned long)n.len * 8);
 		return key_type_unsupported(em, what);
 	}
 	}
@@ -71,7 +72,8 @@ static CK_RV pub_rsa(struct hsm_token *tok, struct hsm_session *s, CK_OBJECT_HAN
 	OSSL_PARAM *params = NULL;
 	EVP_PKEY_CTX *pctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL);
 	rv = CKR_HOST_MEMORY;
-	if (bn_n && bn_e && bld && pctx && OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, bn_n) &&
+	if (bn_n && bn_e && bld && pctx &&
+	    OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, bn_n) &&
 	    OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, bn_e) &&
 	    (params = OSSL_PARAM_BLD_to_param(bld)) != NULL && EVP_PKEY_fromdata_init(pctx) == 1 &&
 	    EVP_PKEY_fromdata(pctx, pub, EVP_PKEY_PUBLIC_KEY, params) == 1)
@@ -95,8 +97,8 @@ static bool ec_point_unwrap(const struct attr_buf *in, size_t raw_len, const uin
 	}
 	const unsigned char *p = in->bytes;
 	ASN1_OCTET_STRING *os = d2i_ASN1_OCTET_STRING(NULL, &p, (long)in->len);
-	bool ok = os != NULL && p == in->bytes + in->len &&
-		  (size_t)ASN1_STRING_length(os) == raw_len;
+	bool ok =
+		os != NULL && p == in->bytes + in->len && (size_t)ASN1_STRING_length(os) == raw_len;
 	ASN1_OCTET_STRING_free(os);
 	if (ok)
 		*pt = in->bytes + (in->len - raw_len); /* DER content is the encoding's tail */
@@ -104,8 +106,7 @@ static bool ec_point_unwrap(const struct attr_buf *in, size_t raw_len, const uin
 }
 
 static CK_RV pub_ec(struct hsm_token *tok, struct hsm_session *s, CK_OBJECT_HANDLE obj,
-		    bool edwards, EVP_PKEY **pub, enum hsm_key_type *type,
-		    struct p11ca_errmsg *em)
+		    bool edwards, EVP_PKEY **pub, enum hsm_key_type *type, struct p11ca_errmsg *em)
 {
 	struct attr_buf params, point;
 	CK_RV rv = attr_get(tok, s, obj, CKA_EC_PARAMS, &params);
@@ -116,8 +117,8 @@ static CK_RV pub_ec(struct hsm_token *tok, struct hsm_session *s, CK_OBJECT_HAND
 
 	static const enum hsm_key_type candidates[] = {HSM_KEY_P256, HSM_KEY_P384, HSM_KEY_P521,
 						       HSM_KEY_ED25519};
-	static const uint8_t edwards25519_name[] = {0x13, 0x0c, 'e', 'd', 'w', 'a', 'r', 'd',
-						    's', '2', '5', '5', '1', '9'};
+	static const uint8_t edwards25519_name[] = {0x13, 0x0c, 'e', 'd', 'w', 'a', 'r',
+						    'd',  's',	'2', '5', '5', '1', '9'};
 	*type = HSM_KEY_UNSPECIFIED;
 	for (size_t i = 0; i < sizeof(candidates) / sizeof(candidates[0]); i++) {
 		size_t len;
@@ -133,10 +134,10 @@ static CK_RV pub_ec(struct hsm_token *tok, struct hsm_session *s, CK_OBJECT_HAND
 		return key_type_unsupported(em, edwards ? "an Edwards key on an unsupported curve"
 							: "EC on an unsupported curve");
 
-	const size_t raw_len = *type == HSM_KEY_P256	 ? 65
-			       : *type == HSM_KEY_P384	 ? 97
-			       : *type == HSM_KEY_P521	 ? 133
-							 : 32;
+	const size_t raw_len = *type == HSM_KEY_P256   ? 65
+			       : *type == HSM_KEY_P384 ? 97
+			       : *type == HSM_KEY_P521 ? 133
+						       : 32;
 	const uint8_t *pt;
 	size_t pt_len = raw_len;
 	if (!ec_point_unwrap(&point, raw_len, &pt)) {

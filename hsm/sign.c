@@ -14,9 +14,9 @@
 struct mech_spec {
 	enum hsm_sig_alg alg;
 	CK_MECHANISM_TYPE mech;
-	const char *md;	      /* digest name for OpenSSL; NULL for Ed25519 */
-	bool prehash;	      /* hash in software and sign the digest (ECDSA) */
-	bool pss;	      /* RSA-PSS: MGF1 with the same hash, salt = hash length */
+	const char *md; /* digest name for OpenSSL; NULL for Ed25519 */
+	bool prehash;	/* hash in software and sign the digest (ECDSA) */
+	bool pss;	/* RSA-PSS: MGF1 with the same hash, salt = hash length */
 	CK_MECHANISM_TYPE pss_hash;
 	CK_RSA_PKCS_MGF_TYPE pss_mgf;
 	CK_ULONG pss_salt;
@@ -71,13 +71,12 @@ static CK_RV op_sign(struct hsm_token *tok, struct hsm_session *s, void *varg,
 	if (rv != CKR_OK)
 		return rv;
 	a->raw_len = sizeof(a->raw);
-	return tok->mod->fn->C_Sign(s->handle, (CK_BYTE_PTR)a->in, a->in_len, a->raw,
-				    &a->raw_len);
+	return tok->mod->fn->C_Sign(s->handle, (CK_BYTE_PTR)a->in, a->in_len, a->raw, &a->raw_len);
 }
 
 /* PKCS#11 ECDSA gives r‖s, each half the length of the curve order; X.509 wants DER. */
-static enum p11ca_err ecdsa_raw_to_der(const uint8_t *raw, size_t raw_len, uint8_t *out,
-				       size_t cap, size_t *out_len, struct p11ca_errmsg *em)
+static enum p11ca_err ecdsa_raw_to_der(const uint8_t *raw, size_t raw_len, uint8_t *out, size_t cap,
+				       size_t *out_len, struct p11ca_errmsg *em)
 {
 	if (raw_len == 0 || raw_len % 2 != 0 || raw_len > 2 * 66)
 		return p11ca_fail(em, P11CA_E_HSM_BAD_SIGNATURE,
@@ -121,9 +120,8 @@ static bool pub_fits(EVP_PKEY *pub, enum hsm_sig_alg alg)
 	}
 }
 
-enum p11ca_err hsm_verify(EVP_PKEY *pub, enum hsm_sig_alg alg, const uint8_t *msg,
-			  size_t msg_len, const uint8_t *sig, size_t sig_len,
-			  struct p11ca_errmsg *em)
+enum p11ca_err hsm_verify(EVP_PKEY *pub, enum hsm_sig_alg alg, const uint8_t *msg, size_t msg_len,
+			  const uint8_t *sig, size_t sig_len, struct p11ca_errmsg *em)
 {
 	const struct mech_spec *spec = mech_find(alg);
 	if (spec == NULL || pub == NULL || !pub_fits(pub, alg))
@@ -133,8 +131,8 @@ enum p11ca_err hsm_verify(EVP_PKEY *pub, enum hsm_sig_alg alg, const uint8_t *ms
 
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	EVP_PKEY_CTX *pctx = NULL;
-	int ok = ctx != NULL && EVP_DigestVerifyInit_ex(ctx, &pctx, spec->md, NULL, NULL, pub,
-							 NULL) == 1;
+	int ok = ctx != NULL &&
+		 EVP_DigestVerifyInit_ex(ctx, &pctx, spec->md, NULL, NULL, pub, NULL) == 1;
 	if (ok && spec->pss)
 		ok = EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) == 1 &&
 		     EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) == 1 &&
@@ -174,8 +172,8 @@ enum p11ca_err hsm_sign(struct hsm_key *key, enum hsm_sig_alg alg, const uint8_t
 	uint8_t digest[EVP_MAX_MD_SIZE];
 	if (spec->prehash) {
 		unsigned int dlen = 0;
-		if (EVP_Digest(msg, msg_len, digest, &dlen, EVP_get_digestbyname(spec->md),
-			       NULL) != 1)
+		if (EVP_Digest(msg, msg_len, digest, &dlen, EVP_get_digestbyname(spec->md), NULL) !=
+		    1)
 			return p11ca_fail(em, P11CA_E_INTERNAL, "cannot compute %s", spec->md);
 		a.in = digest;
 		a.in_len = dlen;

@@ -142,11 +142,10 @@ static void test_uri_rules(void **state)
 	(void)state;
 	expect_uri("pkcs11:token=CA", HSM_URI_TOKEN, P11CA_OK, NULL);
 	expect_uri("pkcs11:token=CA;serial=abc;slot-id=3", HSM_URI_TOKEN, P11CA_OK, NULL);
-	expect_uri("pkcs11:token=CA?pin-source=file:/etc/p11ca/pin", HSM_URI_TOKEN, P11CA_OK,
-		   NULL);
+	expect_uri("pkcs11:token=CA?pin-source=file:/etc/p11ca/pin", HSM_URI_TOKEN, P11CA_OK, NULL);
 	expect_uri("pkcs11:token=CA?module-path=/usr/lib/x.so", HSM_URI_TOKEN, P11CA_OK, NULL);
-	expect_uri("pkcs11:token=CA?pin-value=s3cr3t&pin-source=/p", HSM_URI_TOKEN,
-		   P11CA_E_URI, "pin-source");
+	expect_uri("pkcs11:token=CA?pin-value=s3cr3t&pin-source=/p", HSM_URI_TOKEN, P11CA_E_URI,
+		   "pin-source");
 	expect_uri("pkcs11:token=CA;object=key", HSM_URI_TOKEN, P11CA_E_URI, "object");
 	expect_uri("pkcs11:token=CA;id=%01", HSM_URI_TOKEN, P11CA_E_URI, NULL);
 	expect_uri("pkcs11:token=CA;bogus=1", HSM_URI_TOKEN, P11CA_E_URI, "attribute");
@@ -170,7 +169,8 @@ static void test_padded_and_hex(void **state)
 	const CK_UTF8CHAR padded[6] = {'a', 'b', ' ', ' ', ' ', ' '};
 	hsm_padded_to_cstr(padded, sizeof(padded), out, sizeof(out));
 	assert_string_equal(out, "ab");
-	const CK_UTF8CHAR long_label[12] = {'0', '1', '2', '3', '4', '5', '6', '7', '8', '9', 'a', 'b'};
+	const CK_UTF8CHAR long_label[12] = {'0', '1', '2', '3', '4', '5',
+					    '6', '7', '8', '9', 'a', 'b'};
 	hsm_padded_to_cstr(long_label, sizeof(long_label), out, sizeof(out));
 	assert_string_equal(out, "0123456"); /* truncated, still terminated */
 
@@ -226,14 +226,13 @@ static void test_verify(void **state)
 	size_t n = sw_sign(rsa, "SHA384", true, msg, sizeof(msg), sig);
 	assert_int_equal(hsm_verify(rsa, HSM_SIG_RSA_PSS_SHA384, msg, sizeof(msg), sig, n, NULL),
 			 P11CA_OK);
-	assert_int_equal(hsm_verify(rsa, HSM_SIG_RSA_PKCS1_SHA384, msg, sizeof(msg), sig, n,
-				    &em),
+	assert_int_equal(hsm_verify(rsa, HSM_SIG_RSA_PKCS1_SHA384, msg, sizeof(msg), sig, n, &em),
 			 P11CA_E_HSM_BAD_SIGNATURE);
 	assert_int_equal(hsm_verify(rsa, HSM_SIG_RSA_PSS_SHA256, msg, sizeof(msg), sig, n, NULL),
 			 P11CA_E_HSM_BAD_SIGNATURE);
-	assert_int_equal(hsm_verify(rsa, HSM_SIG_RSA_PSS_SHA384, other, sizeof(other), sig, n,
-				    NULL),
-			 P11CA_E_HSM_BAD_SIGNATURE);
+	assert_int_equal(
+		hsm_verify(rsa, HSM_SIG_RSA_PSS_SHA384, other, sizeof(other), sig, n, NULL),
+		P11CA_E_HSM_BAD_SIGNATURE);
 	n = sw_sign(rsa, "SHA256", false, msg, sizeof(msg), sig);
 	assert_int_equal(hsm_verify(rsa, HSM_SIG_RSA_PKCS1_SHA256, msg, sizeof(msg), sig, n, NULL),
 			 P11CA_OK);
@@ -256,8 +255,7 @@ static void test_verify(void **state)
 	EVP_PKEY *ed = keygen("ED25519", NULL);
 	n = sw_sign(ed, NULL, false, msg, sizeof(msg), sig);
 	assert_int_equal(n, 64);
-	assert_int_equal(hsm_verify(ed, HSM_SIG_ED25519, msg, sizeof(msg), sig, n, NULL),
-			 P11CA_OK);
+	assert_int_equal(hsm_verify(ed, HSM_SIG_ED25519, msg, sizeof(msg), sig, n, NULL), P11CA_OK);
 	assert_int_equal(hsm_verify(ed, HSM_SIG_ED25519, other, sizeof(other), sig, n, NULL),
 			 P11CA_E_HSM_BAD_SIGNATURE);
 	assert_int_equal(hsm_verify(ed, HSM_SIG_ED25519, msg, sizeof(msg), sig, 63, NULL),

@@ -128,8 +128,8 @@ enum p11ca_err hsm_token_open(struct hsm_ctx *ctx, const struct hsm_token_config
 		err = p11ca_fail(em, P11CA_E_INTERNAL, "no randomness for the PIN refusal salt");
 		goto fail;
 	}
-	tok->busy_timeout_ms = cfg->busy_timeout_ms ? cfg->busy_timeout_ms
-						    : CONFIG_HSM_BUSY_TIMEOUT_MS;
+	tok->busy_timeout_ms =
+		cfg->busy_timeout_ms ? cfg->busy_timeout_ms : CONFIG_HSM_BUSY_TIMEOUT_MS;
 
 	err = hsm_uri_parse(cfg->uri, HSM_URI_TOKEN, &tok->uri, em);
 	if (err != P11CA_OK)
@@ -141,8 +141,8 @@ enum p11ca_err hsm_token_open(struct hsm_ctx *ctx, const struct hsm_token_config
 		goto fail;
 	}
 
-	const char *path = cfg->module_path ? cfg->module_path
-					    : p11_kit_uri_get_module_path(tok->uri);
+	const char *path =
+		cfg->module_path ? cfg->module_path : p11_kit_uri_get_module_path(tok->uri);
 	if (path == NULL) {
 		err = p11ca_fail(em, P11CA_E_CONFIG,
 				 "no PKCS#11 module for %s: set the module path (or "
@@ -175,8 +175,7 @@ void hsm_token_close(struct hsm_token **ptok)
 	if (tok->mod != NULL) {
 		pthread_rwlock_rdlock(&tok->mod->lock);
 		for (unsigned i = 0; tok->sessions != NULL && i < tok->pool_size; i++)
-			if (tok->sessions[i].open &&
-			    tok->sessions[i].generation == module_gen(tok))
+			if (tok->sessions[i].open && tok->sessions[i].generation == module_gen(tok))
 				(void)tok->mod->fn->C_CloseSession(tok->sessions[i].handle);
 		pthread_rwlock_unlock(&tok->mod->lock);
 		hsm_module_put(tok->ctx, tok->mod);
@@ -289,8 +288,7 @@ static void pool_drop_all(struct hsm_token *tok)
 /* ---- login ------------------------------------------------------------------------- */
 
 /* SHA-256(salt ‖ PIN), to recognise a PIN the token already refused without keeping it. */
-static void pin_digest(const struct hsm_token *tok, const struct p11ca_secret *pin,
-		       uint8_t out[32])
+static void pin_digest(const struct hsm_token *tok, const struct p11ca_secret *pin, uint8_t out[32])
 {
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	unsigned int n = 0;
@@ -304,8 +302,8 @@ static void pin_digest(const struct hsm_token *tok, const struct p11ca_secret *p
 
 /* Log in through session s unless already logged in. Called with mod->lock shared and
  * login_lock held. Refusals are policy (rv stays CKR_OK); module faults set *rv. */
-static enum p11ca_err token_login_locked(struct hsm_token *tok, struct hsm_session *s,
-					 CK_RV *rv, struct p11ca_errmsg *em)
+static enum p11ca_err token_login_locked(struct hsm_token *tok, struct hsm_session *s, CK_RV *rv,
+					 struct p11ca_errmsg *em)
 {
 	CK_FUNCTION_LIST *fn = tok->mod->fn;
 	*rv = CKR_OK;
@@ -404,8 +402,8 @@ static enum p11ca_err login_lock_timed(struct hsm_token *tok, struct p11ca_errms
 
 /* Make s usable: slot known in this module generation, session open, token logged in.
  * Called with mod->lock shared. */
-static enum p11ca_err session_prepare(struct hsm_token *tok, struct hsm_session *s,
-				      CK_RV *rv, struct p11ca_errmsg *em)
+static enum p11ca_err session_prepare(struct hsm_token *tok, struct hsm_session *s, CK_RV *rv,
+				      struct p11ca_errmsg *em)
 {
 	unsigned gen = module_gen(tok);
 	enum p11ca_err err = P11CA_OK;
@@ -434,11 +432,12 @@ static enum p11ca_err session_prepare(struct hsm_token *tok, struct hsm_session 
 		*rv = tok->mod->fn->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL,
 						  NULL, &s->handle);
 		if (*rv == CKR_SESSION_COUNT)
-			return p11ca_fail(em, P11CA_E_HSM_BUSY,
-					  "token '%s' refuses to open another session "
-					  "(CKR_SESSION_COUNT); close other applications' sessions on "
-					  "it, or lower the pool size",
-					  tok->name);
+			return p11ca_fail(
+				em, P11CA_E_HSM_BUSY,
+				"token '%s' refuses to open another session "
+				"(CKR_SESSION_COUNT); close other applications' sessions on "
+				"it, or lower the pool size",
+				tok->name);
 		if (*rv != CKR_OK)
 			return p11ca_fail(em, hsm_ckr_err(*rv),
 					  "cannot open a session on token '%s': %s", tok->name,
@@ -514,8 +513,8 @@ static bool pool_cap(struct hsm_token *tok, struct hsm_session *s)
 	return open > 0;
 }
 
-enum p11ca_err hsm_token_run(struct hsm_token *tok, const char *what, hsm_session_op op,
-			     void *arg, struct p11ca_errmsg *em)
+enum p11ca_err hsm_token_run(struct hsm_token *tok, const char *what, hsm_session_op op, void *arg,
+			     struct p11ca_errmsg *em)
 {
 	struct p11ca_errmsg step = {0};
 	enum p11ca_err err = P11CA_E_HSM_UNAVAILABLE;
@@ -535,9 +534,9 @@ enum p11ca_err hsm_token_run(struct hsm_token *tok, const char *what, hsm_sessio
 		if (err == P11CA_OK) {
 			rv = op(tok, s, arg, &step);
 			/* An op that recorded a precise code (key exists, ambiguous) knows best. */
-			err = rv == CKR_OK		 ? P11CA_OK
+			err = rv == CKR_OK	      ? P11CA_OK
 			      : step.code != P11CA_OK ? step.code
-						 : hsm_ckr_err(rv);
+						      : hsm_ckr_err(rv);
 		}
 		enum hsm_fault fault = err == P11CA_OK ? HSM_FAULT_NONE : hsm_ckr_fault(rv);
 		if (fault == HSM_FAULT_SESSION && s->open) {
@@ -566,7 +565,8 @@ enum p11ca_err hsm_token_run(struct hsm_token *tok, const char *what, hsm_sessio
 		if (fault == HSM_FAULT_LOGIN)
 			atomic_store(&tok->logged_in, false);
 		if (fault == HSM_FAULT_SESSION)
-			pool_drop_sessions(tok); /* a new session tells whether the login survived */
+			pool_drop_sessions(
+				tok); /* a new session tells whether the login survived */
 		if (fault == HSM_FAULT_DEVICE)
 			pool_drop_all(tok);
 		bool reinit = (fault == HSM_FAULT_DEVICE && device_faults++ > 0) ||
@@ -623,8 +623,8 @@ enum p11ca_err hsm_token_login(struct hsm_token *tok, const struct p11ca_secret 
 	if (pin != NULL) {
 		err = p11ca_secret_new(p11ca_secret_capacity(pin), &copy, em);
 		if (err == P11CA_OK)
-			err = p11ca_secret_set(copy, p11ca_secret_data(pin),
-					       p11ca_secret_len(pin), em);
+			err = p11ca_secret_set(copy, p11ca_secret_data(pin), p11ca_secret_len(pin),
+					       em);
 	} else if (p11_kit_uri_get_pin_source(tok->uri) != NULL) {
 		err = hsm_pin_from_source(p11_kit_uri_get_pin_source(tok->uri), &copy, em);
 	} else if (p11_kit_uri_get_pin_value(tok->uri) != NULL) {
@@ -706,8 +706,8 @@ enum p11ca_err hsm_token_status(struct hsm_token *tok, struct hsm_status *st,
 		hsm_padded_to_cstr(ti.label, sizeof(ti.label), st->label, sizeof(st->label));
 		hsm_padded_to_cstr(ti.serialNumber, sizeof(ti.serialNumber), st->serial,
 				   sizeof(st->serial));
-		hsm_padded_to_cstr(ti.manufacturerID, sizeof(ti.manufacturerID),
-				   st->manufacturer, sizeof(st->manufacturer));
+		hsm_padded_to_cstr(ti.manufacturerID, sizeof(ti.manufacturerID), st->manufacturer,
+				   sizeof(st->manufacturer));
 		hsm_padded_to_cstr(ti.model, sizeof(ti.model), st->model, sizeof(st->model));
 		st->pin_count_low = (ti.flags & CKF_USER_PIN_COUNT_LOW) != 0;
 		st->pin_final_try = (ti.flags & CKF_USER_PIN_FINAL_TRY) != 0;

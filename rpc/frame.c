@@ -20,9 +20,9 @@
  * result would be unsendable. Raising a limit in p11ca.options without raising
  * RPC_MAX_FRAME breaks the build here, not a client in the field. */
 _Static_assert(p11ca_v1_Request_size <= CONFIG_RPC_MAX_FRAME,
-               "p11ca.v1.Request can exceed CONFIG_RPC_MAX_FRAME");
+	       "p11ca.v1.Request can exceed CONFIG_RPC_MAX_FRAME");
 _Static_assert(p11ca_v1_Response_size <= CONFIG_RPC_MAX_FRAME,
-               "p11ca.v1.Response can exceed CONFIG_RPC_MAX_FRAME");
+	       "p11ca.v1.Response can exceed CONFIG_RPC_MAX_FRAME");
 
 /* The header is a u32, and header + body must fit one p11ca_buf. */
 #define FRAME_MAX_LIMIT (P11CA_BUF_SIZE_MAX - RPC_FRAME_HEADER_LEN)
@@ -31,13 +31,13 @@ _Static_assert(CONFIG_RPC_MAX_FRAME <= FRAME_MAX_LIMIT, "CONFIG_RPC_MAX_FRAME to
 struct rpc_frame_reader {
 	size_t max_len;
 	uint8_t hdr_mem[RPC_FRAME_HEADER_LEN];
-	struct p11ca_buf *hdr;  /* wraps hdr_mem; full once the length is known */
+	struct p11ca_buf *hdr;	/* wraps hdr_mem; full once the length is known */
 	struct p11ca_buf *body; /* NULL until the header is complete */
 	bool failed;
 };
 
 enum p11ca_err rpc_frame_reader_new(size_t max_len, struct rpc_frame_reader **out,
-                                    struct p11ca_errmsg *em)
+				    struct p11ca_errmsg *em)
 {
 	struct rpc_frame_reader *r = NULL;
 	enum p11ca_err err;
@@ -45,7 +45,7 @@ enum p11ca_err rpc_frame_reader_new(size_t max_len, struct rpc_frame_reader **ou
 	*out = NULL;
 	if (max_len == 0 || max_len > FRAME_MAX_LIMIT)
 		return p11ca_fail(em, P11CA_E_INVALID_ARG, "frame limit %zu is outside 1..%zu",
-		                  max_len, (size_t)FRAME_MAX_LIMIT);
+				  max_len, (size_t)FRAME_MAX_LIMIT);
 	r = calloc(1, sizeof(*r));
 	if (r == NULL) {
 		err = p11ca_fail(em, P11CA_E_NOMEM, "out of memory for a frame reader");
@@ -82,7 +82,7 @@ size_t rpc_frame_reader_want(const struct rpc_frame_reader *r)
 
 /* The 4-byte header is complete: check the length, then (and only then) allocate. */
 P11CA_MUST_CHECK static enum p11ca_err reader_start_body(struct rpc_frame_reader *r,
-                                                         struct p11ca_errmsg *em)
+							 struct p11ca_errmsg *em)
 {
 	uint32_t len = 0;
 	P11CA_GUARD(p11ca_buf_get_u32(r->hdr, &len));
@@ -90,17 +90,17 @@ P11CA_MUST_CHECK static enum p11ca_err reader_start_body(struct rpc_frame_reader
 		return p11ca_fail(em, P11CA_E_PROTO_DECODE, "received an empty frame");
 	if (len > r->max_len)
 		return p11ca_fail(em, P11CA_E_PROTO_TOO_LARGE,
-		                  "received a frame of %" PRIu32 " bytes; the limit is %zu", len,
-		                  r->max_len);
+				  "received a frame of %" PRIu32 " bytes; the limit is %zu", len,
+				  r->max_len);
 	if (p11ca_buf_new(len, P11CA_BUF_WIPE, &r->body) != P11CA_OK)
 		return p11ca_fail(em, P11CA_E_NOMEM, "out of memory for a %" PRIu32 "-byte frame",
-		                  len);
+				  len);
 	return P11CA_OK;
 }
 
 enum p11ca_err rpc_frame_reader_feed(struct rpc_frame_reader *r, const void *data, size_t len,
-                                     size_t *consumed, struct p11ca_buf **frame,
-                                     struct p11ca_errmsg *em)
+				     size_t *consumed, struct p11ca_buf **frame,
+				     struct p11ca_errmsg *em)
 {
 	const uint8_t *p = data;
 	size_t used = 0;
@@ -152,7 +152,7 @@ enum p11ca_err rpc_frame_reader_eof(const struct rpc_frame_reader *r, struct p11
 		return p11ca_fail(em, P11CA_E_INVALID_ARG, "rpc_frame_reader_eof: no reader");
 	if (r->failed || r->body != NULL || p11ca_buf_len(r->hdr) != 0)
 		return p11ca_fail(em, P11CA_E_PROTO_TRUNCATED,
-		                  "the peer closed the connection in the middle of a frame");
+				  "the peer closed the connection in the middle of a frame");
 	return P11CA_OK;
 }
 
@@ -166,7 +166,7 @@ static int64_t now_ms(void)
 /* Wait until fd is ready for `events` or the deadline (-1: none) passes. A deadline already
  * reached still gets one zero-timeout poll, so a timeout of 0 means "only if ready now". */
 P11CA_MUST_CHECK static enum p11ca_err fd_wait(int fd, short events, int64_t deadline,
-                                               struct p11ca_errmsg *em)
+					       struct p11ca_errmsg *em)
 {
 	for (;;) {
 		int wait = -1;
@@ -182,12 +182,12 @@ P11CA_MUST_CHECK static enum p11ca_err fd_wait(int fd, short events, int64_t dea
 			return p11ca_fail(em, P11CA_E_IO, "poll: %s", strerror(errno));
 		if (rc == 0 && wait == 0)
 			return p11ca_fail(em, P11CA_E_TIMEOUT,
-			                  "the peer did not complete a frame in time");
+					  "the peer did not complete a frame in time");
 	}
 }
 
 enum p11ca_err rpc_frame_read_fd(int fd, size_t max_len, int timeout_ms, struct p11ca_buf **frame,
-                                 struct p11ca_errmsg *em)
+				 struct p11ca_errmsg *em)
 {
 	struct rpc_frame_reader *r = NULL;
 	uint8_t chunk[4096];
@@ -232,7 +232,7 @@ static ssize_t fd_write(int fd, const void *p, size_t n)
 }
 
 enum p11ca_err rpc_frame_write_fd(int fd, struct p11ca_buf *frame, int timeout_ms,
-                                  struct p11ca_errmsg *em)
+				  struct p11ca_errmsg *em)
 {
 	int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
 
@@ -251,7 +251,7 @@ enum p11ca_err rpc_frame_write_fd(int fd, struct p11ca_buf *frame, int timeout_m
 }
 
 enum p11ca_err rpc_frame_encode(const pb_msgdesc_t *fields, const void *msg, size_t max_len,
-                                struct p11ca_buf **frame, struct p11ca_errmsg *em)
+				struct p11ca_buf **frame, struct p11ca_errmsg *em)
 {
 	struct p11ca_buf *b = NULL;
 	pb_ostream_t sizing = PB_OSTREAM_SIZING;
@@ -264,14 +264,14 @@ enum p11ca_err rpc_frame_encode(const pb_msgdesc_t *fields, const void *msg, siz
 	/* Sizing runs every check the real encoding does, so a bad struct fails here. */
 	if (!pb_encode(&sizing, fields, msg))
 		return p11ca_fail(em, P11CA_E_INVALID_ARG, "cannot encode message: %s",
-		                  PB_GET_ERROR(&sizing));
+				  PB_GET_ERROR(&sizing));
 	size_t len = sizing.bytes_written;
 	if (len == 0)
 		return p11ca_fail(em, P11CA_E_INVALID_ARG, "refusing to send an empty message");
 	if (len > max_len)
 		return p11ca_fail(em, P11CA_E_PROTO_TOO_LARGE,
-		                  "message of %zu bytes exceeds the %zu-byte frame limit", len,
-		                  max_len);
+				  "message of %zu bytes exceeds the %zu-byte frame limit", len,
+				  max_len);
 
 	err = p11ca_buf_new(RPC_FRAME_HEADER_LEN + len, P11CA_BUF_WIPE, &b);
 	if (err == P11CA_OK)
@@ -285,7 +285,7 @@ enum p11ca_err rpc_frame_encode(const pb_msgdesc_t *fields, const void *msg, siz
 	pb_ostream_t os = pb_ostream_from_buffer(p, len);
 	if (!pb_encode(&os, fields, msg) || os.bytes_written != len) {
 		err = p11ca_fail(em, P11CA_E_INTERNAL, "encoding changed size: %s",
-		                 PB_GET_ERROR(&os));
+				 PB_GET_ERROR(&os));
 		goto out;
 	}
 	*frame = b;
@@ -296,7 +296,7 @@ out:
 }
 
 enum p11ca_err rpc_frame_decode(const pb_msgdesc_t *fields, void *msg, size_t msg_size,
-                                const struct p11ca_buf *body, struct p11ca_errmsg *em)
+				const struct p11ca_buf *body, struct p11ca_errmsg *em)
 {
 	if (fields == NULL || msg == NULL || msg_size == 0 || body == NULL)
 		return p11ca_fail(em, P11CA_E_INVALID_ARG, "rpc_frame_decode: bad arguments");
@@ -309,38 +309,38 @@ enum p11ca_err rpc_frame_decode(const pb_msgdesc_t *fields, void *msg, size_t ms
 	if (!pb_decode(&is, fields, msg)) {
 		explicit_bzero(msg, msg_size); /* a partial decode may hold part of a PIN */
 		return p11ca_fail(em, P11CA_E_PROTO_DECODE, "malformed message: %s",
-		                  PB_GET_ERROR(&is));
+				  PB_GET_ERROR(&is));
 	}
 	/* pb_decode reads to the end of the stream; this states the exact-length rule rather
 	 * than trusting that behaviour. */
 	if (is.bytes_left != 0) {
 		explicit_bzero(msg, msg_size);
 		return p11ca_fail(em, P11CA_E_PROTO_DECODE, "%zu trailing bytes after the message",
-		                  is.bytes_left);
+				  is.bytes_left);
 	}
 	return P11CA_OK;
 }
 
 enum p11ca_err rpc_frame_request_encode(const p11ca_v1_Request *req, struct p11ca_buf **frame,
-                                        struct p11ca_errmsg *em)
+					struct p11ca_errmsg *em)
 {
 	return rpc_frame_encode(p11ca_v1_Request_fields, req, CONFIG_RPC_MAX_FRAME, frame, em);
 }
 
 enum p11ca_err rpc_frame_request_decode(const struct p11ca_buf *body, p11ca_v1_Request *req,
-                                        struct p11ca_errmsg *em)
+					struct p11ca_errmsg *em)
 {
 	return rpc_frame_decode(p11ca_v1_Request_fields, req, sizeof(*req), body, em);
 }
 
 enum p11ca_err rpc_frame_response_encode(const p11ca_v1_Response *resp, struct p11ca_buf **frame,
-                                         struct p11ca_errmsg *em)
+					 struct p11ca_errmsg *em)
 {
 	return rpc_frame_encode(p11ca_v1_Response_fields, resp, CONFIG_RPC_MAX_FRAME, frame, em);
 }
 
 enum p11ca_err rpc_frame_response_decode(const struct p11ca_buf *body, p11ca_v1_Response *resp,
-                                         struct p11ca_errmsg *em)
+					 struct p11ca_errmsg *em)
 {
 	return rpc_frame_decode(p11ca_v1_Response_fields, resp, sizeof(*resp), body, em);
 }

@@ -40,7 +40,7 @@ struct rpc_frame_reader; /* opaque */
 /* A reader accepting bodies of 1..max_len bytes (max_len at most 2^27 - 4, e.g.
  * CONFIG_RPC_MAX_FRAME). Errors: P11CA_E_INVALID_ARG, P11CA_E_NOMEM. */
 P11CA_MUST_CHECK enum p11ca_err rpc_frame_reader_new(size_t max_len, struct rpc_frame_reader **out,
-                                                     struct p11ca_errmsg *em);
+						     struct p11ca_errmsg *em);
 
 /* Wipe and free a reader and any partial frame; set *r to NULL. NULL-safe. */
 void rpc_frame_reader_free(struct rpc_frame_reader **r);
@@ -59,14 +59,14 @@ size_t rpc_frame_reader_want(const struct rpc_frame_reader *r);
  * P11CA_E_NOMEM, P11CA_E_INVALID_ARG.
  */
 P11CA_MUST_CHECK enum p11ca_err rpc_frame_reader_feed(struct rpc_frame_reader *r, const void *data,
-                                                      size_t len, size_t *consumed,
-                                                      struct p11ca_buf **frame,
-                                                      struct p11ca_errmsg *em);
+						      size_t len, size_t *consumed,
+						      struct p11ca_buf **frame,
+						      struct p11ca_errmsg *em);
 
 /* The peer closed the stream. P11CA_OK when that happened between frames,
  * P11CA_E_PROTO_TRUNCATED when part of a frame had arrived (or the reader had failed). */
 P11CA_MUST_CHECK enum p11ca_err rpc_frame_reader_eof(const struct rpc_frame_reader *r,
-                                                     struct p11ca_errmsg *em);
+						     struct p11ca_errmsg *em);
 
 /* --- Blocking file descriptors (socketpairs, the CLI, tools) --------------------------- */
 
@@ -80,15 +80,15 @@ P11CA_MUST_CHECK enum p11ca_err rpc_frame_reader_eof(const struct rpc_frame_read
  * P11CA_E_TIMEOUT, P11CA_E_IO.
  */
 P11CA_MUST_CHECK enum p11ca_err rpc_frame_read_fd(int fd, size_t max_len, int timeout_ms,
-                                                  struct p11ca_buf **frame,
-                                                  struct p11ca_errmsg *em);
+						  struct p11ca_buf **frame,
+						  struct p11ca_errmsg *em);
 
 /* Write the readable bytes of `frame` (a whole frame from rpc_frame_encode) to fd within
  * timeout_ms (-1: no limit), consuming them as they go. SIGPIPE is not raised on sockets.
  * Errors: P11CA_E_TIMEOUT, P11CA_E_IO (including a peer that went away),
  * P11CA_E_INVALID_ARG. */
 P11CA_MUST_CHECK enum p11ca_err rpc_frame_write_fd(int fd, struct p11ca_buf *frame, int timeout_ms,
-                                                   struct p11ca_errmsg *em);
+						   struct p11ca_errmsg *em);
 
 /* --- Encoding and decoding ---------------------------------------------------------------- */
 
@@ -100,8 +100,8 @@ P11CA_MUST_CHECK enum p11ca_err rpc_frame_write_fd(int fd, struct p11ca_buf *fra
  * P11CA_E_PROTO_TOO_LARGE (over max_len), P11CA_E_NOMEM.
  */
 P11CA_MUST_CHECK enum p11ca_err rpc_frame_encode(const pb_msgdesc_t *fields, const void *msg,
-                                                 size_t max_len, struct p11ca_buf **frame,
-                                                 struct p11ca_errmsg *em);
+						 size_t max_len, struct p11ca_buf **frame,
+						 struct p11ca_errmsg *em);
 
 /*
  * Decode the readable bytes of `body` (not consumed) into msg, which is msg_size bytes of
@@ -110,21 +110,21 @@ P11CA_MUST_CHECK enum p11ca_err rpc_frame_encode(const pb_msgdesc_t *fields, con
  * P11CA_E_INVALID_ARG.
  */
 P11CA_MUST_CHECK enum p11ca_err rpc_frame_decode(const pb_msgdesc_t *fields, void *msg,
-                                                 size_t msg_size, const struct p11ca_buf *body,
-                                                 struct p11ca_errmsg *em);
+						 size_t msg_size, const struct p11ca_buf *body,
+						 struct p11ca_errmsg *em);
 
 /* The public envelopes, with CONFIG_RPC_MAX_FRAME as the limit. */
 P11CA_MUST_CHECK enum p11ca_err rpc_frame_request_encode(const p11ca_v1_Request *req,
-                                                         struct p11ca_buf **frame,
-                                                         struct p11ca_errmsg *em);
+							 struct p11ca_buf **frame,
+							 struct p11ca_errmsg *em);
 P11CA_MUST_CHECK enum p11ca_err rpc_frame_request_decode(const struct p11ca_buf *body,
-                                                         p11ca_v1_Request *req,
-                                                         struct p11ca_errmsg *em);
+							 p11ca_v1_Request *req,
+							 struct p11ca_errmsg *em);
 P11CA_MUST_CHECK enum p11ca_err rpc_frame_response_encode(const p11ca_v1_Response *resp,
-                                                          struct p11ca_buf **frame,
-                                                          struct p11ca_errmsg *em);
+							  struct p11ca_buf **frame,
+							  struct p11ca_errmsg *em);
 P11CA_MUST_CHECK enum p11ca_err rpc_frame_response_decode(const struct p11ca_buf *body,
-                                                          p11ca_v1_Response *resp,
-                                                          struct p11ca_errmsg *em);
+							  p11ca_v1_Response *resp,
+							  struct p11ca_errmsg *em);
 
 #endif

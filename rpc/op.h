@@ -23,10 +23,10 @@
 #define RPC_ROLE_BIT(role) (1u << (unsigned)(role))
 
 struct rpc_op {
-	pb_size_t tag;    /* p11ca_v1_Request_<name>_tag; the Response result has the same */
+	pb_size_t tag;	  /* p11ca_v1_Request_<name>_tag; the Response result has the same */
 	const char *name; /* the oneof member's name in the .proto, for logs and audit */
-	unsigned roles;   /* RPC_ROLE_BIT() of every role allowed; admin is always listed */
-	bool audited;     /* changes state: every attempt lands in the audit chain */
+	unsigned roles;	  /* RPC_ROLE_BIT() of every role allowed; admin is always listed */
+	bool audited;	  /* changes state: every attempt lands in the audit chain */
 };
 
 /* The entry for a Request.op tag; NULL for 0 (no op) or a tag this build does not know,

@@ -20,10 +20,10 @@ static const struct {
 	enum rpc_role role;
 	const char *name;
 } role_names[] = {
-    {RPC_ROLE_NONE, "none"},
-    {RPC_ROLE_AUDITOR, "auditor"},
-    {RPC_ROLE_OPERATOR, "operator"},
-    {RPC_ROLE_ADMIN, "admin"},
+	{RPC_ROLE_NONE, "none"},
+	{RPC_ROLE_AUDITOR, "auditor"},
+	{RPC_ROLE_OPERATOR, "operator"},
+	{RPC_ROLE_ADMIN, "admin"},
 };
 
 const char *rpc_role_name(enum rpc_role role)
@@ -46,7 +46,7 @@ enum p11ca_err rpc_role_parse(const char *name, enum rpc_role *out, struct p11ca
 		}
 	}
 	return p11ca_fail(em, P11CA_E_CONFIG,
-	                  "unknown role '%.32s': use admin, operator or auditor", name);
+			  "unknown role '%.32s': use admin, operator or auditor", name);
 }
 
 static int hex_value(char c)
@@ -61,7 +61,7 @@ static int hex_value(char c)
 }
 
 enum p11ca_err rpc_fingerprint_parse(const char *text, uint8_t fp[RPC_FINGERPRINT_LEN],
-                                     struct p11ca_errmsg *em)
+				     struct p11ca_errmsg *em)
 {
 	uint8_t tmp[RPC_FINGERPRINT_LEN] = {0};
 	size_t nibbles = 0;
@@ -90,12 +90,12 @@ enum p11ca_err rpc_fingerprint_parse(const char *text, uint8_t fp[RPC_FINGERPRIN
 	return P11CA_OK;
 bad:
 	return p11ca_fail(em, P11CA_E_CONFIG,
-	                  "'%.100s' is not a SHA-256 fingerprint (64 hex digits, colons optional)",
-	                  text);
+			  "'%.100s' is not a SHA-256 fingerprint (64 hex digits, colons optional)",
+			  text);
 }
 
 void rpc_fingerprint_format(const uint8_t fp[RPC_FINGERPRINT_LEN],
-                            char out[RPC_FINGERPRINT_HEX_SIZE])
+			    char out[RPC_FINGERPRINT_HEX_SIZE])
 {
 	static const char digits[] = "0123456789ABCDEF";
 	for (size_t i = 0; i < RPC_FINGERPRINT_LEN; i++) {
@@ -123,7 +123,7 @@ void rpc_role_table_free(struct rpc_role_table **t)
 }
 
 static const struct role_entry *table_find(const struct rpc_role_table *t,
-                                           const uint8_t fp[RPC_FINGERPRINT_LEN])
+					   const uint8_t fp[RPC_FINGERPRINT_LEN])
 {
 	for (size_t i = 0; i < t->n; i++)
 		if (memcmp(t->v[i].fp, fp, RPC_FINGERPRINT_LEN) == 0)
@@ -132,7 +132,7 @@ static const struct role_entry *table_find(const struct rpc_role_table *t,
 }
 
 enum p11ca_err rpc_role_table_add(struct rpc_role_table *t, const uint8_t fp[RPC_FINGERPRINT_LEN],
-                                  enum rpc_role role, struct p11ca_errmsg *em)
+				  enum rpc_role role, struct p11ca_errmsg *em)
 {
 	char hex[RPC_FINGERPRINT_HEX_SIZE];
 
@@ -140,14 +140,14 @@ enum p11ca_err rpc_role_table_add(struct rpc_role_table *t, const uint8_t fp[RPC
 		return p11ca_fail(em, P11CA_E_INVALID_ARG, "rpc_role_table_add: bad arguments");
 	if (role != RPC_ROLE_AUDITOR && role != RPC_ROLE_OPERATOR && role != RPC_ROLE_ADMIN)
 		return p11ca_fail(em, P11CA_E_CONFIG, "role %d grants nothing; remove the entry",
-		                  (int)role);
+				  (int)role);
 	rpc_fingerprint_format(fp, hex);
 	/* A second line for the same certificate is ambiguous whatever roles it names. */
 	if (table_find(t, fp) != NULL)
 		return p11ca_fail(em, P11CA_E_CONFIG, "certificate %s is listed twice", hex);
 	if (t->n == RPC_ROLE_TABLE_MAX)
 		return p11ca_fail(em, P11CA_E_CONFIG, "more than %d role entries",
-		                  RPC_ROLE_TABLE_MAX);
+				  RPC_ROLE_TABLE_MAX);
 	if (t->n == t->cap) {
 		size_t ncap = t->cap == 0 ? 16 : 2 * t->cap;
 		if (ncap > RPC_ROLE_TABLE_MAX)
@@ -165,7 +165,7 @@ enum p11ca_err rpc_role_table_add(struct rpc_role_table *t, const uint8_t fp[RPC
 }
 
 enum p11ca_err rpc_role_table_add_entry(struct rpc_role_table *t, const char *fingerprint,
-                                        const char *role, struct p11ca_errmsg *em)
+					const char *role, struct p11ca_errmsg *em)
 {
 	uint8_t fp[RPC_FINGERPRINT_LEN];
 	enum rpc_role r;
@@ -195,7 +195,7 @@ static enum token next_token(const char *line, size_t len, size_t *pos, char *ou
 }
 
 P11CA_MUST_CHECK static enum p11ca_err parse_line(struct rpc_role_table *t, const char *line,
-                                                  size_t len, struct p11ca_errmsg *em)
+						  size_t len, struct p11ca_errmsg *em)
 {
 	char fp[128], role[32], extra[2];
 	size_t pos = 0;
@@ -213,7 +213,7 @@ P11CA_MUST_CHECK static enum p11ca_err parse_line(struct rpc_role_table *t, cons
 }
 
 enum p11ca_err rpc_role_table_parse(struct rpc_role_table *t, const char *text, size_t len,
-                                    const char *source, struct p11ca_errmsg *em)
+				    const char *source, struct p11ca_errmsg *em)
 {
 	if (t == NULL || (text == NULL && len != 0))
 		return p11ca_fail(em, P11CA_E_INVALID_ARG, "rpc_role_table_parse: bad arguments");
@@ -229,7 +229,7 @@ enum p11ca_err rpc_role_table_parse(struct rpc_role_table *t, const char *text, 
 		if (err != P11CA_OK) {
 			t->n = before; /* all or nothing */
 			return p11ca_fail(em, err, "%s:%u: %s", source != NULL ? source : "roles",
-			                  lineno, p11ca_errmsg_text(&line_em));
+					  lineno, p11ca_errmsg_text(&line_em));
 		}
 		start = end + 1;
 	}
@@ -237,7 +237,7 @@ enum p11ca_err rpc_role_table_parse(struct rpc_role_table *t, const char *text, 
 }
 
 enum rpc_role rpc_role_table_lookup(const struct rpc_role_table *t,
-                                    const uint8_t fp[RPC_FINGERPRINT_LEN])
+				    const uint8_t fp[RPC_FINGERPRINT_LEN])
 {
 	if (t == NULL || fp == NULL)
 		return RPC_ROLE_NONE;

@@ -28,10 +28,10 @@
 /* Ordered by privilege, but never compared with < or >: permissions come from the
  * operation table (rpc/op.h), one explicit bit per role. */
 enum rpc_role {
-	RPC_ROLE_NONE,     /* authenticated but not in the table: may do nothing */
+	RPC_ROLE_NONE,	   /* authenticated but not in the table: may do nothing */
 	RPC_ROLE_AUDITOR,  /* read, audit log */
 	RPC_ROLE_OPERATOR, /* sign, revoke, read */
-	RPC_ROLE_ADMIN,    /* everything: CA and key lifecycle, HSM activation */
+	RPC_ROLE_ADMIN,	   /* everything: CA and key lifecycle, HSM activation */
 };
 
 #define RPC_FINGERPRINT_LEN 32
@@ -48,7 +48,7 @@ const char *rpc_role_name(enum rpc_role role);
 /* Parse a role name (case-insensitive; "none" is not accepted: it grants nothing, so a
  * line giving it is a mistake). Error: P11CA_E_CONFIG. */
 P11CA_MUST_CHECK enum p11ca_err rpc_role_parse(const char *name, enum rpc_role *out,
-                                               struct p11ca_errmsg *em);
+					       struct p11ca_errmsg *em);
 
 /* Parse 64 hex digits, any case, with or without a colon between each byte.
  * Error: P11CA_E_CONFIG. */
@@ -56,11 +56,11 @@ P11CA_MUST_CHECK enum p11ca_err
 rpc_fingerprint_parse(const char *text, uint8_t fp[RPC_FINGERPRINT_LEN], struct p11ca_errmsg *em);
 
 void rpc_fingerprint_format(const uint8_t fp[RPC_FINGERPRINT_LEN],
-                            char out[RPC_FINGERPRINT_HEX_SIZE]);
+			    char out[RPC_FINGERPRINT_HEX_SIZE]);
 
 /* An empty table. Error: P11CA_E_NOMEM. */
 P11CA_MUST_CHECK enum p11ca_err rpc_role_table_new(struct rpc_role_table **out,
-                                                   struct p11ca_errmsg *em);
+						   struct p11ca_errmsg *em);
 
 /* Free the table and set *t to NULL. NULL-safe. */
 void rpc_role_table_free(struct rpc_role_table **t);
@@ -68,26 +68,26 @@ void rpc_role_table_free(struct rpc_role_table **t);
 /* Add one entry. Errors: P11CA_E_CONFIG (RPC_ROLE_NONE or an unknown role, a fingerprint
  * already present, more than RPC_ROLE_TABLE_MAX entries), P11CA_E_INVALID_ARG. */
 P11CA_MUST_CHECK enum p11ca_err rpc_role_table_add(struct rpc_role_table *t,
-                                                   const uint8_t fp[RPC_FINGERPRINT_LEN],
-                                                   enum rpc_role role, struct p11ca_errmsg *em);
+						   const uint8_t fp[RPC_FINGERPRINT_LEN],
+						   enum rpc_role role, struct p11ca_errmsg *em);
 
 /* Add one entry from its text fields. Errors: as rpc_role_table_add, plus P11CA_E_CONFIG
  * for a malformed fingerprint or role. */
 P11CA_MUST_CHECK enum p11ca_err rpc_role_table_add_entry(struct rpc_role_table *t,
-                                                         const char *fingerprint, const char *role,
-                                                         struct p11ca_errmsg *em);
+							 const char *fingerprint, const char *role,
+							 struct p11ca_errmsg *em);
 
 /* Add every entry of text[0..len) in the line format above; `source` names it in errors
  * ("roles.conf:12: ..."). All or nothing: on error the table is unchanged.
  * Errors: as rpc_role_table_add_entry. */
 P11CA_MUST_CHECK enum p11ca_err rpc_role_table_parse(struct rpc_role_table *t, const char *text,
-                                                     size_t len, const char *source,
-                                                     struct p11ca_errmsg *em);
+						     size_t len, const char *source,
+						     struct p11ca_errmsg *em);
 
 /* The role of a fingerprint; RPC_ROLE_NONE when absent (or t is NULL). Thread-safe on a
  * table no longer being modified. */
 enum rpc_role rpc_role_table_lookup(const struct rpc_role_table *t,
-                                    const uint8_t fp[RPC_FINGERPRINT_LEN]);
+				    const uint8_t fp[RPC_FINGERPRINT_LEN]);
 
 size_t rpc_role_table_count(const struct rpc_role_table *t);
 

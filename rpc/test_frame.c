@@ -71,7 +71,7 @@ static void fill_value(const pb_field_iter_t *it, void *p, unsigned seed)
 		break;
 	default:
 		fail_msg("field %u: type %#x is new to the test filler", (unsigned)it->tag,
-		         (unsigned)it->type);
+			 (unsigned)it->type);
 	}
 }
 
@@ -123,7 +123,7 @@ static struct p11ca_buf *frame_body(struct p11ca_buf *frame)
 
 /* Encode, decode into a fresh struct, and demand the same struct and the same bytes. */
 static void roundtrip(const pb_msgdesc_t *desc, const void *msg, void *out, size_t size,
-                      size_t max_encoded)
+		      size_t max_encoded)
 {
 	struct p11ca_buf *frame = NULL, *again = NULL;
 	struct p11ca_errmsg em = {0};
@@ -180,13 +180,13 @@ static void test_every_request_roundtrips(void **state)
 		fill_fields(p11ca_v1_Request_fields, req_a, tags[i], (unsigned)i);
 		assert_int_equal(req_a->which_op, tags[i]);
 		roundtrip(p11ca_v1_Request_fields, req_a, req_b, sizeof(*req_b),
-		          p11ca_v1_Request_size);
+			  p11ca_v1_Request_size);
 		/* ...and as small as it gets. */
 		memset(req_a, 0, sizeof(*req_a));
 		req_a->api_version = 1;
 		req_a->which_op = tags[i];
 		roundtrip(p11ca_v1_Request_fields, req_a, req_b, sizeof(*req_b),
-		          p11ca_v1_Request_size);
+			  p11ca_v1_Request_size);
 	}
 }
 
@@ -201,13 +201,13 @@ static void test_every_response_roundtrips(void **state)
 		fill_fields(p11ca_v1_Response_fields, resp_a, tags[i], (unsigned)i);
 		assert_true(resp_a->has_status);
 		roundtrip(p11ca_v1_Response_fields, resp_a, resp_b, sizeof(*resp_b),
-		          p11ca_v1_Response_size);
+			  p11ca_v1_Response_size);
 		memset(resp_a, 0, sizeof(*resp_a));
 		resp_a->has_status = true;
 		resp_a->status.code = p11ca_v1_StatusCode_STATUS_CODE_OK;
 		resp_a->which_result = tags[i];
 		roundtrip(p11ca_v1_Response_fields, resp_a, resp_b, sizeof(*resp_b),
-		          p11ca_v1_Response_size);
+			  p11ca_v1_Response_size);
 	}
 	/* A Response with nothing set (no status) would encode to nothing: refused. */
 	struct p11ca_buf *none = NULL;
@@ -253,15 +253,15 @@ static void test_length_judged_before_body(void **state)
 	assert_int_equal(rpc_frame_reader_new(1024, &r, NULL), P11CA_OK);
 	size_t before = heap_in_use();
 	assert_int_equal(rpc_frame_reader_feed(r, stream, sizeof(stream), &used, &frame, &em),
-	                 P11CA_E_PROTO_TOO_LARGE);
+			 P11CA_E_PROTO_TOO_LARGE);
 	assert_int_equal(heap_in_use(), before); /* nothing allocated or kept for the body */
-	assert_int_equal(used, 4);               /* refused on the header alone */
+	assert_int_equal(used, 4);		 /* refused on the header alone */
 	assert_null(frame);
 	assert_non_null(strstr(em.text, "1025"));
 	/* The stream has lost its framing: the reader stays refused. */
 	assert_int_equal(rpc_frame_reader_want(r), 0);
 	assert_int_equal(rpc_frame_reader_feed(r, stream + 4, 4, &used, &frame, NULL),
-	                 P11CA_E_PROTO);
+			 P11CA_E_PROTO);
 	assert_int_equal(used, 0);
 	assert_int_equal(rpc_frame_reader_eof(r, NULL), P11CA_E_PROTO_TRUNCATED);
 	rpc_frame_reader_free(&r);
@@ -271,8 +271,8 @@ static void test_length_judged_before_body(void **state)
 	for (size_t i = 0; i < 2; i++) {
 		assert_int_equal(rpc_frame_reader_new(CONFIG_RPC_MAX_FRAME, &r, NULL), P11CA_OK);
 		assert_int_equal(
-		    rpc_frame_reader_feed(r, strays[i], strlen(strays[i]), &used, &frame, NULL),
-		    P11CA_E_PROTO_TOO_LARGE);
+			rpc_frame_reader_feed(r, strays[i], strlen(strays[i]), &used, &frame, NULL),
+			P11CA_E_PROTO_TOO_LARGE);
 		rpc_frame_reader_free(&r);
 	}
 	/* A valid but large announcement costs memory only as its bytes arrive: a peer that
@@ -280,8 +280,8 @@ static void test_length_judged_before_body(void **state)
 	assert_int_equal(rpc_frame_reader_new(1 << 20, &r, NULL), P11CA_OK);
 	before = heap_in_use();
 	assert_int_equal(
-	    rpc_frame_reader_feed(r, "\0\x10\0\0\x08\x01\x10\x02", 8, &used, &frame, NULL),
-	    P11CA_OK);
+		rpc_frame_reader_feed(r, "\0\x10\0\0\x08\x01\x10\x02", 8, &used, &frame, NULL),
+		P11CA_OK);
 	assert_null(frame);
 	assert_int_equal(rpc_frame_reader_want(r), (1 << 20) - 4);
 	assert_true(heap_in_use() - before < 4096);
@@ -291,7 +291,7 @@ static void test_length_judged_before_body(void **state)
 	uint8_t at_limit[4 + 8] = {0, 0, 0, 8, 0x08, 0x01, 0x10, 0x02, 0x10, 0x03, 0x10, 0x04};
 	assert_int_equal(rpc_frame_reader_new(8, &r, NULL), P11CA_OK);
 	assert_int_equal(rpc_frame_reader_feed(r, at_limit, sizeof(at_limit), &used, &frame, NULL),
-	                 P11CA_OK);
+			 P11CA_OK);
 	assert_non_null(frame);
 	assert_int_equal(p11ca_buf_len(frame), 8);
 	p11ca_buf_free(&frame);
@@ -318,24 +318,24 @@ static void test_truncated_and_empty_frames(void **state)
 		struct p11ca_errmsg em = {0};
 		assert_int_equal(rpc_frame_reader_new(CONFIG_RPC_MAX_FRAME, &r, NULL), P11CA_OK);
 		assert_int_equal(rpc_frame_reader_feed(r, bytes, cuts[i], &used, &frame, NULL),
-		                 P11CA_OK);
+				 P11CA_OK);
 		assert_null(frame);
 		assert_int_equal(rpc_frame_reader_eof(r, &em),
-		                 cuts[i] == 0 ? P11CA_OK : P11CA_E_PROTO_TRUNCATED);
+				 cuts[i] == 0 ? P11CA_OK : P11CA_E_PROTO_TRUNCATED);
 		rpc_frame_reader_free(&r);
 	}
 
 	/* A zero length: no message of the contract is empty. */
 	assert_int_equal(rpc_frame_reader_new(CONFIG_RPC_MAX_FRAME, &r, NULL), P11CA_OK);
 	assert_int_equal(rpc_frame_reader_feed(r, "\0\0\0\0\x08\x01", 6, &used, &frame, NULL),
-	                 P11CA_E_PROTO_DECODE);
+			 P11CA_E_PROTO_DECODE);
 	assert_int_equal(used, 4);
 	rpc_frame_reader_free(&r);
 	rpc_frame_reader_free(&r); /* NULL-safe */
 	rpc_frame_reader_free(NULL);
 
 	assert_int_equal(rpc_frame_reader_feed(NULL, bytes, 1, &used, &frame, NULL),
-	                 P11CA_E_INVALID_ARG);
+			 P11CA_E_INVALID_ARG);
 	assert_int_equal(rpc_frame_reader_eof(NULL, NULL), P11CA_E_INVALID_ARG);
 	assert_int_equal(rpc_frame_reader_want(NULL), 0);
 	p11ca_buf_free(&full);
@@ -381,7 +381,7 @@ static void test_one_byte_at_a_time(void **state)
 	assert_int_equal(used, p11ca_buf_len(f1));
 	p11ca_buf_free(&frame);
 	assert_int_equal(rpc_frame_reader_feed(r, s + used, total - used, &used, &frame, NULL),
-	                 P11CA_OK);
+			 P11CA_OK);
 	assert_non_null(frame);
 	p11ca_buf_free(&frame);
 	rpc_frame_reader_free(&r);
@@ -410,7 +410,7 @@ static void test_garbage_and_trailing_bytes(void **state)
 {
 	(void)state;
 	static const uint8_t garbage[] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-	                                  0xff, 0xff, 0xff, 0xff, 0xff, 0x01};
+					  0xff, 0xff, 0xff, 0xff, 0xff, 0x01};
 	decode_bytes(garbage, sizeof(garbage), P11CA_E_PROTO_DECODE, "malformed");
 	decode_bytes("\x0a\x10short", 7, P11CA_E_PROTO_DECODE, "malformed"); /* len past end */
 	decode_bytes("", 0, P11CA_E_PROTO_DECODE, "empty");
@@ -435,7 +435,7 @@ static void test_garbage_and_trailing_bytes(void **state)
 	p11ca_buf_free(&frame);
 
 	assert_int_equal(rpc_frame_decode(NULL, req_b, sizeof(*req_b), body, NULL),
-	                 P11CA_E_INVALID_ARG);
+			 P11CA_E_INVALID_ARG);
 	assert_int_equal(rpc_frame_request_decode(NULL, req_b, NULL), P11CA_E_INVALID_ARG);
 }
 
@@ -456,7 +456,7 @@ static void put_len_field(struct p11ca_buf *b, unsigned field, const void *data,
 
 /* Request{api_version 1, <op_field> {<repeat> x field <inner> = n bytes of 'a'}}. */
 static void decode_field_of_size(unsigned op_field, unsigned inner, size_t n, size_t repeat,
-                                 enum p11ca_err want)
+				 enum p11ca_err want)
 {
 	static uint8_t value[20000];
 	struct p11ca_buf *sub = NULL, *msg = NULL;
@@ -487,7 +487,7 @@ static void test_limits_exact_and_one_over(void **state)
 	/* Decoding what another implementation might send. */
 	decode_field_of_size(p11ca_v1_Request_cert_view_tag, 1, serial, 1, P11CA_OK);
 	decode_field_of_size(p11ca_v1_Request_cert_view_tag, 1, serial + 1, 1,
-	                     P11CA_E_PROTO_DECODE);
+			     P11CA_E_PROTO_DECODE);
 	decode_field_of_size(p11ca_v1_Request_cert_sign_tag, 2, csr, 1, P11CA_OK);
 	decode_field_of_size(p11ca_v1_Request_cert_sign_tag, 2, csr + 1, 1, P11CA_E_PROTO_DECODE);
 	decode_field_of_size(p11ca_v1_Request_cert_sign_tag, 5, 255, sans, P11CA_OK);
@@ -517,7 +517,7 @@ static void test_limits_exact_and_one_over(void **state)
 
 	/* Over the frame limit given, and nothing to send at all. */
 	assert_int_equal(rpc_frame_encode(p11ca_v1_Request_fields, req_a, 3, &frame, &em),
-	                 P11CA_E_PROTO_TOO_LARGE);
+			 P11CA_E_PROTO_TOO_LARGE);
 	memset(req_a, 0, sizeof(*req_a));
 	assert_int_equal(rpc_frame_request_encode(req_a, &frame, NULL), P11CA_E_INVALID_ARG);
 	assert_int_equal(rpc_frame_encode(NULL, req_a, 100, &frame, NULL), P11CA_E_INVALID_ARG);
@@ -546,7 +546,7 @@ static void test_fd_reading_and_writing(void **state)
 	uint8_t rest[256];
 	assert_int_equal(read(sv[0], rest, sizeof(rest)), (ssize_t)f2_len);
 	assert_int_equal(rpc_frame_read_fd(sv[0], CONFIG_RPC_MAX_FRAME, 1000, &frame, NULL),
-	                 P11CA_OK);
+			 P11CA_OK);
 	assert_null(frame); /* clean end of stream */
 	close(sv[0]);
 
@@ -555,7 +555,7 @@ static void test_fd_reading_and_writing(void **state)
 	assert_int_equal(write(sv[1], "\0\0\0\x10\x08", 5), 5);
 	close(sv[1]);
 	assert_int_equal(rpc_frame_read_fd(sv[0], CONFIG_RPC_MAX_FRAME, 1000, &frame, &em),
-	                 P11CA_E_PROTO_TRUNCATED);
+			 P11CA_E_PROTO_TRUNCATED);
 	close(sv[0]);
 
 	/* A peer that stalls mid-frame runs into the whole-frame deadline; one that announces
@@ -563,15 +563,15 @@ static void test_fd_reading_and_writing(void **state)
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
 	assert_int_equal(write(sv[1], "\0\0\0\x10\x08", 5), 5);
 	assert_int_equal(rpc_frame_read_fd(sv[0], CONFIG_RPC_MAX_FRAME, 50, &frame, NULL),
-	                 P11CA_E_TIMEOUT);
+			 P11CA_E_TIMEOUT);
 	assert_int_equal(rpc_frame_read_fd(sv[0], CONFIG_RPC_MAX_FRAME, 0, &frame, NULL),
-	                 P11CA_E_TIMEOUT);
+			 P11CA_E_TIMEOUT);
 	close(sv[0]);
 	close(sv[1]);
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
 	assert_int_equal(write(sv[1], "\x7f\0\0\0", 4), 4);
 	assert_int_equal(rpc_frame_read_fd(sv[0], CONFIG_RPC_MAX_FRAME, -1, &frame, NULL),
-	                 P11CA_E_PROTO_TOO_LARGE);
+			 P11CA_E_PROTO_TOO_LARGE);
 	close(sv[0]);
 
 	/* Writing to a peer that left is an error, not a SIGPIPE that kills the process. */
@@ -581,7 +581,7 @@ static void test_fd_reading_and_writing(void **state)
 	assert_int_equal(rpc_frame_write_fd(-1, f3, -1, NULL), P11CA_E_INVALID_ARG);
 	assert_int_equal(rpc_frame_write_fd(1, NULL, -1, NULL), P11CA_E_INVALID_ARG);
 	assert_int_equal(rpc_frame_read_fd(-1, CONFIG_RPC_MAX_FRAME, -1, &frame, NULL),
-	                 P11CA_E_INVALID_ARG);
+			 P11CA_E_INVALID_ARG);
 	assert_int_equal(rpc_frame_read_fd(0, 0, 1000, &frame, NULL), P11CA_E_INVALID_ARG);
 	p11ca_buf_free(&f1);
 	p11ca_buf_free(&f2);
@@ -591,14 +591,14 @@ static void test_fd_reading_and_writing(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_every_request_roundtrips),
-	    cmocka_unit_test(test_every_response_roundtrips),
-	    cmocka_unit_test(test_length_judged_before_body),
-	    cmocka_unit_test(test_truncated_and_empty_frames),
-	    cmocka_unit_test(test_one_byte_at_a_time),
-	    cmocka_unit_test(test_garbage_and_trailing_bytes),
-	    cmocka_unit_test(test_limits_exact_and_one_over),
-	    cmocka_unit_test(test_fd_reading_and_writing),
+		cmocka_unit_test(test_every_request_roundtrips),
+		cmocka_unit_test(test_every_response_roundtrips),
+		cmocka_unit_test(test_length_judged_before_body),
+		cmocka_unit_test(test_truncated_and_empty_frames),
+		cmocka_unit_test(test_one_byte_at_a_time),
+		cmocka_unit_test(test_garbage_and_trailing_bytes),
+		cmocka_unit_test(test_limits_exact_and_one_over),
+		cmocka_unit_test(test_fd_reading_and_writing),
 	};
 	return cmocka_run_group_tests_name("frame", tests, setup, teardown);
 }

@@ -57,20 +57,20 @@ static void test_fingerprint_forms(void **state)
 	assert_string_equal(hex, FP_HEX);
 
 	static const char *bad[] = {
-	    "",            /* empty */
-	    FP_HEX "0",    /* 65 digits */
-	    FP_HEX + 1,    /* 63 digits */
-	    ":" FP_COLONS, /* leading colon */
-	    FP_COLONS ":", /* trailing colon */
-	    /* doubled colon */
-	    "3f::a2:c1:d4:e5:f6:07:18:29:3a:4b:5c:6d:7e:8f:90:a1:b2:c3:d4:e5:f6:07:18:29:3a:4b:"
-	    "5c:6d:7e:8f:9c",
-	    /* colon inside a byte */
-	    "3:FA2C1D4E5F60718293A4B5C6D7E8F90A1B2C3D4E5F60718293A4B5C6D7E8F9C",
-	    /* not hex */
-	    "3GA2C1D4E5F60718293A4B5C6D7E8F90A1B2C3D4E5F60718293A4B5C6D7E8F9C",
-	    "sha256:" FP_HEX, /* no prefixes */
-	    " " FP_HEX,       /* no blanks */
+		"",	       /* empty */
+		FP_HEX "0",    /* 65 digits */
+		FP_HEX + 1,    /* 63 digits */
+		":" FP_COLONS, /* leading colon */
+		FP_COLONS ":", /* trailing colon */
+		/* doubled colon */
+		"3f::a2:c1:d4:e5:f6:07:18:29:3a:4b:5c:6d:7e:8f:90:a1:b2:c3:d4:e5:f6:07:18:29:3a:4b:"
+		"5c:6d:7e:8f:9c",
+		/* colon inside a byte */
+		"3:FA2C1D4E5F60718293A4B5C6D7E8F90A1B2C3D4E5F60718293A4B5C6D7E8F9C",
+		/* not hex */
+		"3GA2C1D4E5F60718293A4B5C6D7E8F90A1B2C3D4E5F60718293A4B5C6D7E8F9C",
+		"sha256:" FP_HEX, /* no prefixes */
+		" " FP_HEX,	  /* no blanks */
 	};
 	memset(b, 0xaa, sizeof(b));
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -102,7 +102,7 @@ static void test_table_add_and_lookup(void **state)
 	assert_int_equal(rpc_role_table_add(t, other, RPC_ROLE_NONE, NULL), P11CA_E_CONFIG);
 	assert_int_equal(rpc_role_table_add(t, other, (enum rpc_role)42, NULL), P11CA_E_CONFIG);
 	assert_int_equal(rpc_role_table_add(NULL, other, RPC_ROLE_ADMIN, NULL),
-	                 P11CA_E_INVALID_ARG);
+			 P11CA_E_INVALID_ARG);
 	assert_int_equal(rpc_role_table_add(t, NULL, RPC_ROLE_ADMIN, NULL), P11CA_E_INVALID_ARG);
 	assert_int_equal(rpc_role_table_count(t), 1);
 
@@ -146,11 +146,11 @@ static void test_table_text_form(void **state)
 	struct rpc_role_table *t = NULL;
 	assert_int_equal(rpc_role_table_new(&t, NULL), P11CA_OK);
 	const char good[] =
-	    "# roles for the test appliance\n"
-	    "\n"
-	    "   " FP_COLONS "\tadmin   # the first admin\r\n"
-	    "0000000000000000000000000000000000000000000000000000000000000001 auditor\n"
-	    "   # indented comment";
+		"# roles for the test appliance\n"
+		"\n"
+		"   " FP_COLONS "\tadmin   # the first admin\r\n"
+		"0000000000000000000000000000000000000000000000000000000000000001 auditor\n"
+		"   # indented comment";
 	assert_int_equal(rpc_role_table_parse(t, good, strlen(good), "roles.conf", NULL), P11CA_OK);
 	assert_int_equal(rpc_role_table_count(t), 2);
 	uint8_t fp[RPC_FINGERPRINT_LEN];
@@ -162,22 +162,22 @@ static void test_table_text_form(void **state)
 	static const struct {
 		const char *text, *where, *what;
 	} bad[] = {
-	    {"# ok\n" FP_HEX "\n", "r:2:", "expected"},          /* no role */
-	    {FP_HEX " admin extra\n", "r:1:", "expected"},       /* one field too many */
-	    {"\n\n" FP_HEX " wizard\n", "r:3:", "unknown role"}, /* unknown role */
-	    {FP_HEX " admin\n" FP_COLONS " operator\n", "r:2:", "listed twice"}, /* duplicate */
-	    {"abc admin\n", "r:1:", "fingerprint"},                              /* short */
-	    {FP_HEX FP_HEX FP_HEX " admin\n", "r:1:", "expected"}, /* over-long token */
+		{"# ok\n" FP_HEX "\n", "r:2:", "expected"},	     /* no role */
+		{FP_HEX " admin extra\n", "r:1:", "expected"},	     /* one field too many */
+		{"\n\n" FP_HEX " wizard\n", "r:3:", "unknown role"}, /* unknown role */
+		{FP_HEX " admin\n" FP_COLONS " operator\n", "r:2:", "listed twice"}, /* duplicate */
+		{"abc admin\n", "r:1:", "fingerprint"},				     /* short */
+		{FP_HEX FP_HEX FP_HEX " admin\n", "r:1:", "expected"}, /* over-long token */
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct p11ca_errmsg em = {0};
 		assert_int_equal(rpc_role_table_new(&t, NULL), P11CA_OK);
 		assert_int_equal(rpc_role_table_add(t, (uint8_t[RPC_FINGERPRINT_LEN]){9},
-		                                    RPC_ROLE_OPERATOR, NULL),
-		                 P11CA_OK);
+						    RPC_ROLE_OPERATOR, NULL),
+				 P11CA_OK);
 		assert_int_equal(
-		    rpc_role_table_parse(t, bad[i].text, strlen(bad[i].text), "r", &em),
-		    P11CA_E_CONFIG);
+			rpc_role_table_parse(t, bad[i].text, strlen(bad[i].text), "r", &em),
+			P11CA_E_CONFIG);
 		assert_non_null(strstr(em.text, bad[i].where));
 		assert_non_null(strstr(em.text, bad[i].what));
 		assert_int_equal(rpc_role_table_count(t), 1); /* all or nothing */
@@ -257,13 +257,13 @@ static void test_op_permissions(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_role_names),
-	    cmocka_unit_test(test_fingerprint_forms),
-	    cmocka_unit_test(test_table_add_and_lookup),
-	    cmocka_unit_test(test_table_is_bounded),
-	    cmocka_unit_test(test_table_text_form),
-	    cmocka_unit_test(test_op_table_covers_the_contract),
-	    cmocka_unit_test(test_op_permissions),
+		cmocka_unit_test(test_role_names),
+		cmocka_unit_test(test_fingerprint_forms),
+		cmocka_unit_test(test_table_add_and_lookup),
+		cmocka_unit_test(test_table_is_bounded),
+		cmocka_unit_test(test_table_text_form),
+		cmocka_unit_test(test_op_table_covers_the_contract),
+		cmocka_unit_test(test_op_permissions),
 	};
 	return cmocka_run_group_tests_name("role", tests, NULL, NULL);
 }

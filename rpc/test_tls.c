@@ -33,33 +33,33 @@ struct ext {
 };
 
 static const struct ext ca_exts[] = {
-    {"basicConstraints", "critical,CA:TRUE"},
-    {"keyUsage", "critical,keyCertSign,cRLSign"},
-    {"subjectKeyIdentifier", "hash"},
+	{"basicConstraints", "critical,CA:TRUE"},
+	{"keyUsage", "critical,keyCertSign,cRLSign"},
+	{"subjectKeyIdentifier", "hash"},
 };
 static const struct ext server_exts[] = {
-    {"basicConstraints", "CA:FALSE"},
-    {"keyUsage", "critical,digitalSignature"},
-    {"extendedKeyUsage", "serverAuth"},
-    {"subjectAltName", "DNS:localhost,IP:127.0.0.1"},
+	{"basicConstraints", "CA:FALSE"},
+	{"keyUsage", "critical,digitalSignature"},
+	{"extendedKeyUsage", "serverAuth"},
+	{"subjectAltName", "DNS:localhost,IP:127.0.0.1"},
 };
 static const struct ext client_exts[] = {
-    {"basicConstraints", "CA:FALSE"},
-    {"keyUsage", "critical,digitalSignature"},
-    {"extendedKeyUsage", "clientAuth"},
+	{"basicConstraints", "CA:FALSE"},
+	{"keyUsage", "critical,digitalSignature"},
+	{"extendedKeyUsage", "clientAuth"},
 };
 static const struct ext server_eku_exts[] = {
-    {"basicConstraints", "CA:FALSE"},
-    {"extendedKeyUsage", "serverAuth"},
+	{"basicConstraints", "CA:FALSE"},
+	{"extendedKeyUsage", "serverAuth"},
 };
 static const struct ext no_eku_exts[] = {
-    {"basicConstraints", "CA:FALSE"},
-    {"keyUsage", "critical,digitalSignature"},
+	{"basicConstraints", "CA:FALSE"},
+	{"keyUsage", "critical,digitalSignature"},
 };
 static const struct ext ca_client_exts[] = {
-    {"basicConstraints", "critical,CA:TRUE"},
-    {"keyUsage", "critical,keyCertSign,digitalSignature"},
-    {"extendedKeyUsage", "clientAuth"},
+	{"basicConstraints", "critical,CA:TRUE"},
+	{"keyUsage", "critical,keyCertSign,digitalSignature"},
+	{"extendedKeyUsage", "clientAuth"},
 };
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -79,7 +79,7 @@ static const char *path(const char *name, const char *ext)
 /* Make a certificate for a fresh P-256 key, signed by issuer (self-signed when NULL),
  * and write <name>.crt and <name>.key. */
 static X509 *make_cert(const char *name, X509 *issuer, EVP_PKEY *issuer_key, const struct ext *exts,
-                       size_t n_exts, EVP_PKEY **key_out)
+		       size_t n_exts, EVP_PKEY **key_out)
 {
 	static long serial = 1;
 	EVP_PKEY *key = EVP_EC_gen("P-256");
@@ -92,8 +92,8 @@ static X509 *make_cert(const char *name, X509 *issuer, EVP_PKEY *issuer_key, con
 	assert_non_null(X509_gmtime_adj(X509_getm_notAfter(x), 3600));
 	X509_NAME *subj = X509_get_subject_name(x);
 	assert_int_equal(X509_NAME_add_entry_by_txt(subj, "CN", MBSTRING_ASC,
-	                                            (const unsigned char *)name, -1, -1, 0),
-	                 1);
+						    (const unsigned char *)name, -1, -1, 0),
+			 1);
 	assert_int_equal(X509_set_issuer_name(x, issuer ? X509_get_subject_name(issuer) : subj), 1);
 	assert_int_equal(X509_set_pubkey(x, key), 1);
 	X509V3_CTX v3;
@@ -133,13 +133,13 @@ static int setup(void **state)
 	X509 *ca = make_cert("ca", NULL, NULL, ca_exts, N(ca_exts), &ca_key);
 	X509 *other = make_cert("other-ca", NULL, NULL, ca_exts, N(ca_exts), &other_key);
 	X509 *certs[] = {
-	    make_cert("server", ca, ca_key, server_exts, N(server_exts), NULL),
-	    make_cert("client", ca, ca_key, client_exts, N(client_exts), NULL),
-	    make_cert("unlisted", ca, ca_key, client_exts, N(client_exts), NULL),
-	    make_cert("foreign", other, other_key, client_exts, N(client_exts), NULL),
-	    make_cert("server-eku", ca, ca_key, server_eku_exts, N(server_eku_exts), NULL),
-	    make_cert("no-eku", ca, ca_key, no_eku_exts, N(no_eku_exts), NULL),
-	    make_cert("ca-client", ca, ca_key, ca_client_exts, N(ca_client_exts), NULL),
+		make_cert("server", ca, ca_key, server_exts, N(server_exts), NULL),
+		make_cert("client", ca, ca_key, client_exts, N(client_exts), NULL),
+		make_cert("unlisted", ca, ca_key, client_exts, N(client_exts), NULL),
+		make_cert("foreign", other, other_key, client_exts, N(client_exts), NULL),
+		make_cert("server-eku", ca, ca_key, server_eku_exts, N(server_eku_exts), NULL),
+		make_cert("no-eku", ca, ca_key, no_eku_exts, N(no_eku_exts), NULL),
+		make_cert("ca-client", ca, ca_key, ca_client_exts, N(ca_client_exts), NULL),
 	};
 
 	/* The role table, in its text form, built from the client certificate's digest as
@@ -151,7 +151,7 @@ static int setup(void **state)
 	size_t off = 0;
 	for (size_t i = 0; i < md_len; i++)
 		off += (size_t)snprintf(line + off, sizeof(line) - off, "%02x%s", md[i],
-		                        i + 1 < md_len ? ":" : "");
+					i + 1 < md_len ? ":" : "");
 	snprintf(line + off, sizeof(line) - off, "  Operator  # the test client\n");
 	assert_int_equal(rpc_role_table_new(&roles, NULL), P11CA_OK);
 	assert_int_equal(rpc_role_table_parse(roles, line, strlen(line), "test", NULL), P11CA_OK);
@@ -165,7 +165,7 @@ static int setup(void **state)
 
 	struct p11ca_errmsg em = {0};
 	if (rpc_tls_server_ctx_new(path("ca", "crt"), path("server", "crt"), path("server", "key"),
-	                           &server_ctx, &em) != P11CA_OK) {
+				   &server_ctx, &em) != P11CA_OK) {
 		fprintf(stderr, "server context: %s\n", p11ca_errmsg_text(&em));
 		return -1;
 	}
@@ -177,8 +177,8 @@ static int teardown(void **state)
 	(void)state;
 	rpc_tls_ctx_free(&server_ctx);
 	rpc_role_table_free(&roles);
-	static const char *names[] = {"ca",      "other-ca",   "server", "client",   "unlisted",
-	                              "foreign", "server-eku", "no-eku", "ca-client"};
+	static const char *names[] = {"ca",	 "other-ca",   "server", "client",   "unlisted",
+				      "foreign", "server-eku", "no-eku", "ca-client"};
 	for (size_t i = 0; i < N(names); i++) {
 		unlink(path(names[i], "crt"));
 		unlink(path(names[i], "key"));
@@ -192,7 +192,7 @@ struct hs {
 	const char *host;
 	int fds[2];
 	/* results */
-	bool accepted;  /* SSL_accept succeeded: the handshake itself was not refused */
+	bool accepted;	/* SSL_accept succeeded: the handshake itself was not refused */
 	bool server_ok; /* ...and rpc_tls_peer_role accepted the peer */
 	bool client_ok;
 	long server_verify;
@@ -254,7 +254,7 @@ static SSL_CTX *client_ctx(const char *name)
 	SSL_CTX *ctx = NULL;
 	struct p11ca_errmsg em = {0};
 	enum p11ca_err err = rpc_tls_client_ctx_new(path("ca", "crt"), path(name, "crt"),
-	                                            path(name, "key"), &ctx, &em);
+						    path(name, "key"), &ctx, &em);
 	if (err != P11CA_OK)
 		fail_msg("client context: %s", p11ca_errmsg_text(&em));
 	return ctx;
@@ -282,7 +282,7 @@ static void test_unlisted_client_has_no_role(void **state)
 	(void)state;
 	struct hs h = {.client_ctx = client_ctx("unlisted"), .host = "localhost"};
 	handshake(&h);
-	assert_true(h.server_ok);                /* authenticated... */
+	assert_true(h.server_ok);		 /* authenticated... */
 	assert_int_equal(h.role, RPC_ROLE_NONE); /* ...but allowed nothing */
 	rpc_tls_ctx_free(&h.client_ctx);
 }
@@ -399,25 +399,25 @@ static void test_context_errors(void **state)
 	(void)state;
 	SSL_CTX *ctx = (SSL_CTX *)&ctx;
 	struct p11ca_errmsg em = {0};
-	assert_int_equal(
-	    rpc_tls_server_ctx_new(NULL, path("server", "crt"), path("server", "key"), &ctx, &em),
-	    P11CA_E_INVALID_ARG);
+	assert_int_equal(rpc_tls_server_ctx_new(NULL, path("server", "crt"), path("server", "key"),
+						&ctx, &em),
+			 P11CA_E_INVALID_ARG);
 	assert_null(ctx);
 	p11ca_errmsg_clear(&em);
 	assert_int_equal(rpc_tls_server_ctx_new(path("missing", "crt"), path("server", "crt"),
-	                                        path("server", "key"), &ctx, &em),
-	                 P11CA_E_CONFIG);
+						path("server", "key"), &ctx, &em),
+			 P11CA_E_CONFIG);
 	assert_non_null(strstr(em.text, "missing.crt"));
 	p11ca_errmsg_clear(&em);
 	/* A key that is not the certificate's (OpenSSL notices while loading it). */
 	assert_int_equal(rpc_tls_client_ctx_new(path("ca", "crt"), path("client", "crt"),
-	                                        path("unlisted", "key"), &ctx, &em),
-	                 P11CA_E_CONFIG);
+						path("unlisted", "key"), &ctx, &em),
+			 P11CA_E_CONFIG);
 	assert_non_null(strstr(em.text, "unlisted.key"));
 	assert_non_null(strstr(em.text, "mismatch"));
 	assert_int_equal(
-	    rpc_tls_client_ctx_new(path("ca", "crt"), path("client", "crt"), NULL, &ctx, NULL),
-	    P11CA_E_INVALID_ARG);
+		rpc_tls_client_ctx_new(path("ca", "crt"), path("client", "crt"), NULL, &ctx, NULL),
+		P11CA_E_INVALID_ARG);
 	assert_null(ctx);
 	rpc_tls_ctx_free(&ctx); /* NULL-safe */
 	rpc_tls_ctx_free(NULL);
@@ -449,16 +449,16 @@ int main(void)
 	/* The server writes after a client may already have gone away. */
 	signal(SIGPIPE, SIG_IGN);
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_good_client_gets_its_role),
-	    cmocka_unit_test(test_unlisted_client_has_no_role),
-	    cmocka_unit_test(test_no_client_certificate_refused),
-	    cmocka_unit_test(test_foreign_ca_refused),
-	    cmocka_unit_test(test_missing_client_auth_eku_refused),
-	    cmocka_unit_test(test_tls12_client_refused),
-	    cmocka_unit_test(test_wrong_or_missing_alpn_refused),
-	    cmocka_unit_test(test_client_checks_server_name),
-	    cmocka_unit_test(test_context_errors),
-	    cmocka_unit_test(test_peer_functions_refuse_misuse),
+		cmocka_unit_test(test_good_client_gets_its_role),
+		cmocka_unit_test(test_unlisted_client_has_no_role),
+		cmocka_unit_test(test_no_client_certificate_refused),
+		cmocka_unit_test(test_foreign_ca_refused),
+		cmocka_unit_test(test_missing_client_auth_eku_refused),
+		cmocka_unit_test(test_tls12_client_refused),
+		cmocka_unit_test(test_wrong_or_missing_alpn_refused),
+		cmocka_unit_test(test_client_checks_server_name),
+		cmocka_unit_test(test_context_errors),
+		cmocka_unit_test(test_peer_functions_refuse_misuse),
 	};
 	return cmocka_run_group_tests_name("tls", tests, setup, teardown);
 }

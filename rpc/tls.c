@@ -42,8 +42,8 @@ static int no_password_cb(char *buf, int size, int rwflag, void *arg)
 }
 
 P11CA_MUST_CHECK static enum p11ca_err ctx_new(const SSL_METHOD *method, const char *ca_file,
-                                               const char *cert_file, const char *key_file,
-                                               SSL_CTX **out, struct p11ca_errmsg *em)
+					       const char *cert_file, const char *key_file,
+					       SSL_CTX **out, struct p11ca_errmsg *em)
 {
 	SSL_CTX *ctx = NULL;
 	enum p11ca_err err = P11CA_OK;
@@ -51,7 +51,7 @@ P11CA_MUST_CHECK static enum p11ca_err ctx_new(const SSL_METHOD *method, const c
 	*out = NULL;
 	if (ca_file == NULL || cert_file == NULL || key_file == NULL)
 		return p11ca_fail(em, P11CA_E_INVALID_ARG,
-		                  "TLS needs a CA file, a certificate and a key");
+				  "TLS needs a CA file, a certificate and a key");
 	ctx = SSL_CTX_new(method);
 	if (ctx == NULL)
 		return tls_fail(em, P11CA_E_NOMEM, "cannot create a TLS context");
@@ -74,12 +74,12 @@ P11CA_MUST_CHECK static enum p11ca_err ctx_new(const SSL_METHOD *method, const c
 	}
 	if (SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1) {
 		err = tls_fail(em, P11CA_E_CONFIG, "cannot load private key %s (unencrypted PEM)",
-		               key_file);
+			       key_file);
 		goto out;
 	}
 	if (SSL_CTX_check_private_key(ctx) != 1) {
 		err = tls_fail(em, P11CA_E_CONFIG, "key %s does not match certificate %s", key_file,
-		               cert_file);
+			       cert_file);
 		goto out;
 	}
 	SSL_CTX_set_verify_depth(ctx, TLS_VERIFY_DEPTH);
@@ -113,7 +113,7 @@ static int server_hello_cb(SSL *ssl, int *alert, void *arg)
 	size_t ext_len = 0;
 	(void)arg;
 	if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_application_layer_protocol_negotiation, &ext,
-	                              &ext_len) != 1) {
+				      &ext_len) != 1) {
 		*alert = SSL_AD_NO_APPLICATION_PROTOCOL;
 		return SSL_CLIENT_HELLO_ERROR;
 	}
@@ -121,7 +121,7 @@ static int server_hello_cb(SSL *ssl, int *alert, void *arg)
 }
 
 static int server_alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *out_len,
-                          const unsigned char *in, unsigned int in_len, void *arg)
+			  const unsigned char *in, unsigned int in_len, void *arg)
 {
 	unsigned char *sel = NULL;
 	(void)ssl, (void)arg;
@@ -133,7 +133,7 @@ static int server_alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *ou
 }
 
 enum p11ca_err rpc_tls_server_ctx_new(const char *ca_file, const char *cert_file,
-                                      const char *key_file, SSL_CTX **out, struct p11ca_errmsg *em)
+				      const char *key_file, SSL_CTX **out, struct p11ca_errmsg *em)
 {
 	SSL_CTX *ctx = NULL;
 	STACK_OF(X509_NAME) *names = NULL;
@@ -144,7 +144,7 @@ enum p11ca_err rpc_tls_server_ctx_new(const char *ca_file, const char *cert_file
 	if (err != P11CA_OK)
 		goto out;
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
-	                   server_verify_cb);
+			   server_verify_cb);
 	if (SSL_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT) != 1) {
 		err = tls_fail(em, P11CA_E_INTERNAL, "cannot require the clientAuth purpose");
 		goto out;
@@ -170,7 +170,7 @@ out:
 }
 
 enum p11ca_err rpc_tls_client_ctx_new(const char *ca_file, const char *cert_file,
-                                      const char *key_file, SSL_CTX **out, struct p11ca_errmsg *em)
+				      const char *key_file, SSL_CTX **out, struct p11ca_errmsg *em)
 {
 	SSL_CTX *ctx = NULL;
 	enum p11ca_err err;
@@ -235,11 +235,11 @@ enum p11ca_err rpc_tls_check_peer(SSL *ssl, struct p11ca_errmsg *em)
 	long vr = SSL_get_verify_result(ssl);
 	if (vr != X509_V_OK)
 		return p11ca_fail(em, P11CA_E_PERMISSION, "the peer's certificate is refused: %s",
-		                  X509_verify_cert_error_string(vr));
+				  X509_verify_cert_error_string(vr));
 	SSL_get0_alpn_selected(ssl, &alpn, &alpn_len);
 	if (alpn_len != ALPN_WIRE_LEN - 1 || memcmp(alpn, alpn_wire + 1, alpn_len) != 0)
 		return p11ca_fail(em, P11CA_E_PERMISSION, "the peer did not agree on ALPN %s",
-		                  RPC_TLS_ALPN);
+				  RPC_TLS_ALPN);
 	if (!SSL_is_server(ssl)) {
 		X509_VERIFY_PARAM *vp = SSL_get0_param(ssl);
 		char *ip = X509_VERIFY_PARAM_get1_ip_asc(vp);
@@ -247,14 +247,14 @@ enum p11ca_err rpc_tls_check_peer(SSL *ssl, struct p11ca_errmsg *em)
 		OPENSSL_free(ip);
 		if (!named)
 			return p11ca_fail(em, P11CA_E_PERMISSION,
-			                  "the server's name was not checked: call "
-			                  "rpc_tls_client_expect_host before connecting");
+					  "the server's name was not checked: call "
+					  "rpc_tls_client_expect_host before connecting");
 	}
 	return P11CA_OK;
 }
 
 enum p11ca_err rpc_tls_peer_fingerprint(SSL *ssl, uint8_t fp[RPC_FINGERPRINT_LEN],
-                                        struct p11ca_errmsg *em)
+					struct p11ca_errmsg *em)
 {
 	unsigned int len = 0;
 	unsigned char md[EVP_MAX_MD_SIZE];
@@ -269,7 +269,7 @@ enum p11ca_err rpc_tls_peer_fingerprint(SSL *ssl, uint8_t fp[RPC_FINGERPRINT_LEN
 }
 
 enum p11ca_err rpc_tls_peer_role(SSL *ssl, const struct rpc_role_table *roles, enum rpc_role *role,
-                                 uint8_t fp[RPC_FINGERPRINT_LEN], struct p11ca_errmsg *em)
+				 uint8_t fp[RPC_FINGERPRINT_LEN], struct p11ca_errmsg *em)
 {
 	uint8_t local[RPC_FINGERPRINT_LEN];
 

@@ -40,14 +40,14 @@
  * P11CA_E_NOMEM, P11CA_E_INVALID_ARG. Free with rpc_tls_ctx_free.
  */
 P11CA_MUST_CHECK enum p11ca_err rpc_tls_server_ctx_new(const char *ca_file, const char *cert_file,
-                                                       const char *key_file, SSL_CTX **out,
-                                                       struct p11ca_errmsg *em);
+						       const char *key_file, SSL_CTX **out,
+						       struct p11ca_errmsg *em);
 
 /* A client context: ca_file is what the server must chain to; cert_file/key_file the
  * client's credential (both required). Errors as rpc_tls_server_ctx_new. */
 P11CA_MUST_CHECK enum p11ca_err rpc_tls_client_ctx_new(const char *ca_file, const char *cert_file,
-                                                       const char *key_file, SSL_CTX **out,
-                                                       struct p11ca_errmsg *em);
+						       const char *key_file, SSL_CTX **out,
+						       struct p11ca_errmsg *em);
 
 /* SSL_CTX_free and set *ctx to NULL. NULL-safe. */
 void rpc_tls_ctx_free(SSL_CTX **ctx);
@@ -56,7 +56,7 @@ void rpc_tls_ctx_free(SSL_CTX **ctx);
  * (v4 or v6, no brackets) or a DNS name (also sent as SNI). Wildcards match one whole
  * label only. Errors: P11CA_E_INVALID_ARG (empty or unusable name), P11CA_E_NOMEM. */
 P11CA_MUST_CHECK enum p11ca_err rpc_tls_client_expect_host(SSL *ssl, const char *host,
-                                                           struct p11ca_errmsg *em);
+							   struct p11ca_errmsg *em);
 
 /* After a successful handshake, on either side: TLS 1.3, a verified peer certificate,
  * ALPN p11ca/1, and (client side) a host name or address was checked. Defence in depth
@@ -66,15 +66,15 @@ P11CA_MUST_CHECK enum p11ca_err rpc_tls_check_peer(SSL *ssl, struct p11ca_errmsg
 /* SHA-256 of the DER encoding of the peer's certificate.
  * Errors: P11CA_E_PERMISSION (no peer certificate), P11CA_E_INTERNAL. */
 P11CA_MUST_CHECK enum p11ca_err rpc_tls_peer_fingerprint(SSL *ssl, uint8_t fp[RPC_FINGERPRINT_LEN],
-                                                         struct p11ca_errmsg *em);
+							 struct p11ca_errmsg *em);
 
 /* Server side, after the handshake: rpc_tls_check_peer, then the fingerprint's role in
  * `roles` (RPC_ROLE_NONE when absent, which is not an error here: the operation table
  * refuses everything to it, and the refusal is audited with the fingerprint). fp may be
  * NULL. Errors: as rpc_tls_check_peer and rpc_tls_peer_fingerprint. */
 P11CA_MUST_CHECK enum p11ca_err rpc_tls_peer_role(SSL *ssl, const struct rpc_role_table *roles,
-                                                  enum rpc_role *role,
-                                                  uint8_t fp[RPC_FINGERPRINT_LEN],
-                                                  struct p11ca_errmsg *em);
+						  enum rpc_role *role,
+						  uint8_t fp[RPC_FINGERPRINT_LEN],
+						  struct p11ca_errmsg *em);
 
 #endif

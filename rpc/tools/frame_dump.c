@@ -92,7 +92,7 @@ static void print_response(const p11ca_v1_Response *r)
 		       (int)s->cert.key_type, (int)s->cert.has_revocation);
 		printf("  certificate_der=%u bytes", (unsigned)s->certificate_der.size);
 		print_hex("head", s->certificate_der.bytes,
-		          s->certificate_der.size < 4 ? s->certificate_der.size : 4);
+			  s->certificate_der.size < 4 ? s->certificate_der.size : 4);
 		printf("\n");
 	} else if (r->which_result == p11ca_v1_Response_ca_init_tag) {
 		const p11ca_v1_CaSummary *c = &r->result.ca_init.ca;
@@ -114,7 +114,7 @@ static int write_requests(void)
 		samples[i](req);
 		if (rpc_frame_request_encode(req, &frame, &em) != P11CA_OK ||
 		    rpc_frame_write_fd(STDOUT_FILENO, frame, CONFIG_RPC_IO_TIMEOUT_MS, &em) !=
-		        P11CA_OK)
+			    P11CA_OK)
 			rc = fail(&em);
 		p11ca_buf_free(&frame);
 	}
@@ -130,7 +130,7 @@ static int read_responses(void)
 	while (rc == 0) {
 		struct p11ca_buf *body = NULL;
 		if (rpc_frame_read_fd(STDIN_FILENO, CONFIG_RPC_MAX_FRAME, CONFIG_RPC_IO_TIMEOUT_MS,
-		                      &body, &em) != P11CA_OK) {
+				      &body, &em) != P11CA_OK) {
 			rc = fail(&em);
 			break;
 		}

@@ -135,8 +135,8 @@ fail:
 int softhsm_fixture_add_token(struct softhsm_fixture *fx, const char *label, const char *so_pin,
 			      const char *user_pin)
 {
-	char *argv[] = {"softhsm2-util", "--init-token", "--free", "--label", (char *)label,
-			"--so-pin", (char *)so_pin, "--pin", (char *)user_pin, NULL};
+	char *argv[] = {"softhsm2-util", "--init-token", "--free", "--label",	     (char *)label,
+			"--so-pin",	 (char *)so_pin, "--pin",  (char *)user_pin, NULL};
 
 	if (!fx->conf[0])
 		return complain("add_token before setup");

@@ -23,7 +23,10 @@ static const char *const fn_names[P11FAULT_FN_COUNT] = {
 };
 
 /* Every CKR_ code of PKCS#11 2.40: the language accepts these names and the log prints them. */
-#define RV(name) {name, #name}
+#define RV(name)                                                                                   \
+	{                                                                                          \
+		name, #name                                                                        \
+	}
 static const struct rv_name {
 	unsigned long rv;
 	const char *name;
@@ -282,8 +285,8 @@ static int parse_function(struct parse_ctx *px, const char *text, int *fn)
 }
 
 /* The optional `count=N` and `ms=M` words from argv[first] on; `want_*` NULL: not allowed. */
-static int parse_options(struct parse_ctx *px, int argc, char **argv, int first,
-			 long *want_calls, long *want_ms)
+static int parse_options(struct parse_ctx *px, int argc, char **argv, int first, long *want_calls,
+			 long *want_ms)
 {
 	for (int i = first; i < argc; i++) {
 		const char *word = argv[i];

@@ -66,12 +66,12 @@ struct p11fault_control {
 	size_t n_rules;
 	bool reboot;
 	bool remove;
-	long remove_ms;		   /* P11FAULT_UNLIMITED: until the file changes */
-	unsigned long pin_tries;   /* 0: no PIN retry counter */
-	unsigned long pin_flags;   /* CKF_USER_PIN_* bits forced into C_GetTokenInfo */
+	long remove_ms;		    /* P11FAULT_UNLIMITED: until the file changes */
+	unsigned long pin_tries;    /* 0: no PIN retry counter */
+	unsigned long pin_flags;    /* CKF_USER_PIN_* bits forced into C_GetTokenInfo */
 	unsigned long max_sessions; /* 0: no limit */
 	bool flip_sign;
-	long flip_remaining;		 /* P11FAULT_UNLIMITED: every signature */
+	long flip_remaining;		  /* P11FAULT_UNLIMITED: every signature */
 	char log_path[P11FAULT_PATH_MAX]; /* "" when the file has no `log` line */
 };
 

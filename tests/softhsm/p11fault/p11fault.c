@@ -373,9 +373,9 @@ static void endop_C_VerifyUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG i
 
 /* ---- the generated wrappers and the function list ---------------------------------------- */
 
-#define UNPAREN(...)	     __VA_ARGS__
-#define SESSION_ARG_SESSION  true, hSession
-#define SESSION_ARG_NONE     false, CK_INVALID_HANDLE
+#define UNPAREN(...)	    __VA_ARGS__
+#define SESSION_ARG_SESSION true, hSession
+#define SESSION_ARG_NONE    false, CK_INVALID_HANDLE
 
 #define FORWARD_FWD(name, args)	       real->name args
 #define FORWARD_ENDOP(name, args)      real->name args
@@ -414,21 +414,18 @@ static void endop_C_VerifyUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG i
 P11FAULT_FUNCTIONS(WRAPPER)
 
 #define LIST_ENTRY(name, session, handler, params, args) LIST_ENTRY_##handler(name)
-#define LIST_ENTRY_FWD(name)			     .name = fault_##name,
-#define LIST_ENTRY_HOOK(name)			     .name = fault_##name,
-#define LIST_ENTRY_ENDOP(name)			     .name = fault_##name,
-#define LIST_ENTRY_HOOK_ENDOP(name)		     .name = fault_##name,
-#define LIST_ENTRY_SELF(name)			     .name = name,
+#define LIST_ENTRY_FWD(name)				 .name = fault_##name,
+#define LIST_ENTRY_HOOK(name)				 .name = fault_##name,
+#define LIST_ENTRY_ENDOP(name)				 .name = fault_##name,
+#define LIST_ENTRY_HOOK_ENDOP(name)			 .name = fault_##name,
+#define LIST_ENTRY_SELF(name)				 .name = name,
 
-static CK_FUNCTION_LIST shim_list = {
-	.version = {2, 40},
-	P11FAULT_FUNCTIONS(LIST_ENTRY)
-};
+static CK_FUNCTION_LIST shim_list = {.version = {2, 40}, P11FAULT_FUNCTIONS(LIST_ENTRY)};
 
 /* The module's only exported symbol. It loads the real module before handing out the list,
  * so every wrapper can rely on `real`. */
-__attribute__((visibility("default"))) CK_RV C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR
-								   ppFunctionList)
+__attribute__((visibility("default"))) CK_RV
+C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR ppFunctionList)
 {
 	struct p11fault_call c;
 	CK_RV rv;

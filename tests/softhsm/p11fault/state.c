@@ -53,13 +53,13 @@ static struct state {
 	const char *control_path; /* env P11FAULT_CONTROL, or NULL */
 	const char *env_log_path; /* env P11FAULT_LOG, or NULL */
 
-	struct file_id control_id;	  /* the version the rules came from */
-	struct p11fault_control ctl;	  /* the rules; their counters run down */
+	struct file_id control_id;	 /* the version the rules came from */
+	struct p11fault_control ctl;	 /* the rules; their counters run down */
 	struct p11fault_control scratch; /* where the next version is parsed */
-	struct timespec loaded_at;	  /* every ms= window starts here */
-	unsigned long generation;	  /* +1 per load: a hung call waits for it to move */
-	bool close_pending;		  /* a reboot/remove was loaded and not yet done */
-	unsigned long pin_left;		  /* pin-tries: wrong PINs left */
+	struct timespec loaded_at;	 /* every ms= window starts here */
+	unsigned long generation;	 /* +1 per load: a hung call waits for it to move */
+	bool close_pending;		 /* a reboot/remove was loaded and not yet done */
+	unsigned long pin_left;		 /* pin-tries: wrong PINs left */
 
 	struct tracked_session *sessions;
 	size_t n_sessions, cap_sessions;
@@ -137,9 +137,9 @@ static void format_faults(unsigned faults, char *buf, size_t size)
 	buf[0] = '\0';
 	for (int cmd = 0; cmd < P11FAULT_CMD_COUNT && pos < size; cmd++) {
 		if (faults & P11FAULT_FAULT(cmd))
-			pos += (size_t)snprintf(buf + pos, size - pos, "%s%s",
-						pos ? "," : " fault=",
-						p11fault_cmd_name((enum p11fault_cmd)cmd));
+			pos += (size_t)snprintf(
+				buf + pos, size - pos, "%s%s",
+				pos ? "," : " fault=", p11fault_cmd_name((enum p11fault_cmd)cmd));
 	}
 }
 
@@ -350,8 +350,7 @@ void p11fault_state_set_closer(void (*close_all_real_sessions)(void))
 	unlock();
 }
 
-void p11fault_call_begin(struct p11fault_call *c, int fn, bool has_session,
-			 unsigned long session)
+void p11fault_call_begin(struct p11fault_call *c, int fn, bool has_session, unsigned long session)
 {
 	pthread_once(&env_once, env_read);
 	*c = (struct p11fault_call){.fn = fn, .has_session = has_session, .session = session};
@@ -553,8 +552,7 @@ static void session_drop_locked(size_t i)
 	st.sessions[i] = st.sessions[--st.n_sessions];
 }
 
-bool p11fault_session_reserve(struct p11fault_call *c, unsigned long slot,
-			      unsigned long *ticket)
+bool p11fault_session_reserve(struct p11fault_call *c, unsigned long slot, unsigned long *ticket)
 {
 	bool room = true;
 

@@ -36,8 +36,7 @@ struct p11fault_call {
 void p11fault_state_set_closer(void (*close_all_real_sessions)(void));
 
 /* The steps of every call: begin; inject (true: fail with *rv, do not forward); end (log). */
-void p11fault_call_begin(struct p11fault_call *c, int fn, bool has_session,
-			 unsigned long session);
+void p11fault_call_begin(struct p11fault_call *c, int fn, bool has_session, unsigned long session);
 bool p11fault_call_inject(struct p11fault_call *c, unsigned long *rv);
 void p11fault_call_end(const struct p11fault_call *c, unsigned long rv);
 
@@ -63,8 +62,7 @@ void p11fault_pin_result(struct p11fault_call *c, unsigned long rv);
  * CKR_SESSION_COUNT); else a place is held under *ticket until commit says whether the open
  * worked. Concurrent opens therefore cannot overshoot the limit.
  */
-bool p11fault_session_reserve(struct p11fault_call *c, unsigned long slot,
-			      unsigned long *ticket);
+bool p11fault_session_reserve(struct p11fault_call *c, unsigned long slot, unsigned long *ticket);
 void p11fault_session_commit(unsigned long ticket, bool opened, unsigned long handle);
 void p11fault_session_closed(unsigned long handle);
 void p11fault_slot_closed(unsigned long slot);

@@ -540,8 +540,8 @@ static void test_remove_until_file_changes(void **state)
 static void test_pin_tries(void **state)
 {
 	struct env *e = *state;
-	const CK_FLAGS pin_bits = CKF_USER_PIN_COUNT_LOW | CKF_USER_PIN_FINAL_TRY |
-				  CKF_USER_PIN_LOCKED;
+	const CK_FLAGS pin_bits =
+		CKF_USER_PIN_COUNT_LOW | CKF_USER_PIN_FINAL_TRY | CKF_USER_PIN_LOCKED;
 
 	assert_rv(e->p11->C_Logout(e->session), CKR_OK);
 	control(e, "pin-tries 3\n");
@@ -664,8 +664,7 @@ static void test_max_sessions_with_reboot_race(void **state)
 		}
 		for (int i = 0; i < 8; i++) {
 			assert_int_equal(pthread_join(t[i], NULL), 0);
-			if (o[i].rv == CKR_OK &&
-			    e->p11->C_GetSessionInfo(o[i].s, &info) == CKR_OK)
+			if (o[i].rv == CKR_OK && e->p11->C_GetSessionInfo(o[i].s, &info) == CKR_OK)
 				live++;
 			else if (o[i].rv != CKR_OK)
 				assert_rv(o[i].rv, CKR_SESSION_COUNT);
