@@ -196,8 +196,30 @@ static enum p11ca_err key_new(struct hsm_token *tok, struct hsm_key **out, struc
 	return P11CA_OK;
 }
 
-static enum p11ca_err key_find(struct hsm_token *tok, const char *label, const uint8_t *id,
-			       size_t id_len, struct hsm_key **out, struct p11ca_errmsg *em)
+/* Make a key, have `op` fill it in a pooled session (the op's args point *key at it),
+ * register it with the token, and hand it out; on any failure nothing is left behind. */
+static enum p11ca_err key_obtain(struct hsm_token *tok, const char *what, hsm_session_op op,
+				 void *arg, struct hsm_key **key, struct hsm_key **out,
+				 struct p11ca_errmsg *em)
+{
+	enum p11ca_err err = key_new(tok, key, em);
+	if (err == P11CA_OK)
+		err = hsm_token_run(tok, what, op, arg, em);
+	if (err == P11CA_OK)
+		err = key_register(tok, *key, em);
+	if (err != P11CA_OK) {
+		if (*key != NULL)
+			EVP_PKEY_free((*key)->pub);
+		free(*key);
+		*key = NULL;
+		return err;
+	}
+	*out = *key;
+	return P11CA_OK;
+}
+
+enum p11ca_err hsm_key_find(struct hsm_token *tok, const char *label, const uint8_t *id,
+			    size_t id_len, struct hsm_key **out, struct p11ca_errmsg *em)
 {
 	*out = NULL;
 	if ((label == NULL || label[0] == '\0') && (id == NULL || id_len == 0))
@@ -206,25 +228,7 @@ static enum p11ca_err key_find(struct hsm_token *tok, const char *label, const u
 		return p11ca_fail(em, P11CA_E_INVALID_ARG, "key id longer than 64 bytes");
 
 	struct find_args a = {label && label[0] ? label : NULL, id_len ? id : NULL, id_len, NULL};
-	enum p11ca_err err = key_new(tok, &a.key, em);
-	if (err != P11CA_OK)
-		return err;
-	err = hsm_token_run(tok, "key lookup", op_find, &a, em);
-	if (err == P11CA_OK)
-		err = key_register(tok, a.key, em);
-	if (err != P11CA_OK) {
-		EVP_PKEY_free(a.key->pub);
-		free(a.key);
-		return err;
-	}
-	*out = a.key;
-	return P11CA_OK;
-}
-
-enum p11ca_err hsm_key_find(struct hsm_token *tok, const char *label, const uint8_t *id,
-			    size_t id_len, struct hsm_key **out, struct p11ca_errmsg *em)
-{
-	return key_find(tok, label, id, id_len, out, em);
+	return key_obtain(tok, "key lookup", op_find, &a, &a.key, out, em);
 }
 
 enum p11ca_err hsm_key_find_uri(struct hsm_token *tok, const char *text, struct hsm_key **out,
@@ -257,7 +261,8 @@ enum p11ca_err hsm_key_find_uri(struct hsm_token *tok, const char *text, struct 
 		}
 		memcpy(label, l->pValue, l->ulValueLen);
 	}
-	err = key_find(tok, l ? label : NULL, i ? i->pValue : NULL, i ? i->ulValueLen : 0, out, em);
+	err = hsm_key_find(tok, l ? label : NULL, i ? i->pValue : NULL, i ? i->ulValueLen : 0, out,
+			   em);
 out:
 	p11_kit_uri_free(uri);
 	return err;
@@ -389,23 +394,11 @@ enum p11ca_err hsm_key_generate(struct hsm_token *tok, enum hsm_key_type type, c
 				  "key label must be 1 to 64 printable characters");
 
 	struct gen_args a = {type, label, NULL};
-	enum p11ca_err err = key_new(tok, &a.key, em);
-	if (err != P11CA_OK)
-		return err;
 	/* Generation is not idempotent, yet the runner may retry it after a session or device
 	 * fault. That is safe because every attempt first checks the label: a key created
 	 * by an attempt whose reply was lost makes the retry fail with "label exists" rather
 	 * than make a second key. */
-	err = hsm_token_run(tok, "key generation", op_generate, &a, em);
-	if (err == P11CA_OK)
-		err = key_register(tok, a.key, em);
-	if (err != P11CA_OK) {
-		EVP_PKEY_free(a.key->pub);
-		free(a.key);
-		return err;
-	}
-	*out = a.key;
-	return P11CA_OK;
+	return key_obtain(tok, "key generation", op_generate, &a, &a.key, out, em);
 }
 
 /* ---- accessors and release ------------------------------------------------------ */
