@@ -400,6 +400,23 @@ static enum p11ca_err login_lock_timed(struct hsm_token *tok, struct p11ca_errms
 			  tok->name, tok->busy_timeout_ms);
 }
 
+/* Whether closing s's handle can only close s's own session. Tokens reuse handle numbers
+ * after a reboot: a dead handle's number may by now be another slot's fresh session, or
+ * one being opened this very moment. When in doubt, leave it (a leaked session is
+ * cheaper than killing a live one). */
+static bool handle_is_ours_alone(struct hsm_token *tok, const struct hsm_session *s)
+{
+	bool alone = true;
+	pthread_mutex_lock(&tok->lock);
+	for (unsigned i = 0; i < tok->pool_size; i++) {
+		const struct hsm_session *o = &tok->sessions[i];
+		if (o != s && ((o->busy && !o->open) || (o->open && o->handle == s->handle)))
+			alone = false;
+	}
+	pthread_mutex_unlock(&tok->lock);
+	return alone;
+}
+
 /* Make s usable: slot known in this module generation, session open, token logged in.
  * Called with mod->lock shared. */
 static enum p11ca_err session_prepare(struct hsm_token *tok, struct hsm_session *s, CK_RV *rv,
@@ -411,8 +428,8 @@ static enum p11ca_err session_prepare(struct hsm_token *tok, struct hsm_session 
 
 	if (s->open && (s->generation != gen || s->epoch != atomic_load(&tok->drop_epoch))) {
 		/* Dropped after a fault. In the same module generation the handle may still
-		 * be alive on the token: close it so sessions do not leak. */
-		if (s->generation == gen)
+		 * be alive on the token: close it so sessions do not leak, if that is safe. */
+		if (s->generation == gen && handle_is_ours_alone(tok, s))
 			(void)tok->mod->fn->C_CloseSession(s->handle);
 		s->open = false;
 	}
@@ -429,8 +446,9 @@ static enum p11ca_err session_prepare(struct hsm_token *tok, struct hsm_session 
 		if (err != P11CA_OK)
 			return err;
 		unsigned epoch = atomic_load(&tok->drop_epoch);
+		CK_SESSION_HANDLE handle = CK_INVALID_HANDLE;
 		*rv = tok->mod->fn->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL,
-						  NULL, &s->handle);
+						  NULL, &handle);
 		if (*rv == CKR_SESSION_COUNT)
 			return p11ca_fail(
 				em, P11CA_E_HSM_BUSY,
@@ -442,7 +460,11 @@ static enum p11ca_err session_prepare(struct hsm_token *tok, struct hsm_session 
 			return p11ca_fail(em, hsm_ckr_err(*rv),
 					  "cannot open a session on token '%s': %s", tok->name,
 					  hsm_ckr_name(*rv));
+		/* Published under the pool lock, so handle_is_ours_alone sees it atomically. */
+		pthread_mutex_lock(&tok->lock);
+		s->handle = handle;
 		s->open = true;
+		pthread_mutex_unlock(&tok->lock);
 		s->generation = gen;
 		s->epoch = epoch;
 		memset(s->cache, 0, sizeof(s->cache));
@@ -540,9 +562,10 @@ enum p11ca_err hsm_token_run(struct hsm_token *tok, const char *what, hsm_sessio
 		}
 		enum hsm_fault fault = err == P11CA_OK ? HSM_FAULT_NONE : hsm_ckr_fault(rv);
 		if (fault == HSM_FAULT_SESSION && s->open) {
-			/* Usually the handle is dead already; with CKR_OPERATION_ACTIVE it is
-			 * not, and forgetting it would leak a session on the token. */
-			(void)tok->mod->fn->C_CloseSession(s->handle);
+			/* Only CKR_OPERATION_ACTIVE leaves the handle alive (forgetting it would
+			 * leak a session); a dead handle's number may already be reused. */
+			if (rv == CKR_OPERATION_ACTIVE)
+				(void)tok->mod->fn->C_CloseSession(s->handle);
 			s->open = false;
 		}
 		pthread_rwlock_unlock(&tok->mod->lock);
