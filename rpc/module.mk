@@ -2,11 +2,12 @@
 # operation table. Runs in the network-facing rpc process and in clients.
 LIBS += rpc
 rpc_SRCS := rpc/frame.c rpc/tls.c rpc/role.c rpc/op.c \
-            $(wildcard rpc/channel.c rpc/server.c rpc/client.c) \
+            $(wildcard rpc/channel.c rpc/server.c rpc/server_conn.c rpc/client.c) \
             $(OUT)/gen/rpc/p11ca.pb.c $(OUT)/gen/rpc/forward.pb.c
 PROTOS += rpc/p11ca.proto rpc/forward.proto
 EXT_LIBS += $(shell pkg-config --libs libssl)
 UNIT_TESTS += rpc/test_frame rpc/test_tls rpc/test_role
+UNIT_TESTS += $(basename $(wildcard rpc/test_server.c rpc/test_channel.c))
 # Not a test of its own: the C half of rpc/test_python_interop.sh. Run bare (as `make check`
 # does) it checks that its sample requests survive an encode/decode round trip.
 UNIT_TESTS += rpc/tools/frame_dump
