@@ -4,6 +4,10 @@
  * One connection: TCP, TLS 1.3 with a client certificate, ALPN p11ca/1, the server's
  * certificate checked against the given CA and host; then any number of calls, one at a
  * time (use one client per thread).
+ *
+ * Writes go through OpenSSL's socket BIO, which does not suppress SIGPIPE: a program using
+ * this client must ignore SIGPIPE (signal(SIGPIPE, SIG_IGN)) or a server that hangs up
+ * kills it instead of giving P11CA_E_IO.
  */
 #ifndef P11CA_RPC_CLIENT_H
 #define P11CA_RPC_CLIENT_H

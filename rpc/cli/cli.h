@@ -1,0 +1,250 @@
+/*
+ * rpc/cli/cli.h — the inside of the p11ca admin CLI: one context per run, the command
+ * table, the argument parser, the configuration, value parsers and output helpers.
+ * Nothing here is a library: these files are linked into p11ca and its tests only.
+ *
+ * Exit codes follow sysexits.h (docs/cli.md lists them): every handler returns the code
+ * the process exits with, after printing one "p11ca: what failed: why — what to do" line
+ * on the error stream.
+ */
+#ifndef P11CA_RPC_CLI_CLI_H
+#define P11CA_RPC_CLI_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "common/err.h"
+#include "rpc/client.h"
+
+/* sysexits.h, spelled out so the table in docs/cli.md and the code read alike. */
+enum cli_exit {
+	CLI_EX_OK = 0,
+	CLI_EX_USAGE = 64,
+	CLI_EX_DATAERR = 65,
+	CLI_EX_NOINPUT = 66,
+	CLI_EX_UNAVAILABLE = 69,
+	CLI_EX_SOFTWARE = 70,
+	CLI_EX_IOERR = 74,
+	CLI_EX_TEMPFAIL = 75,
+	CLI_EX_PROTOCOL = 76,
+	CLI_EX_NOPERM = 77,
+	CLI_EX_CONFIG = 78,
+};
+
+/* ---- configuration: flags > environment > ~/.config/p11ca/client.ini ----------------- */
+
+enum cli_conf_key { CLI_CONF_SERVER, CLI_CONF_CERT, CLI_CONF_KEY, CLI_CONF_CACERT, CLI_CONF_N };
+
+struct cli_conf {
+	char *value[CLI_CONF_N];	/* owned; NULL when no source set it */
+	const char *origin[CLI_CONF_N]; /* "--server", "P11CA_SERVER", "client.ini", for errors */
+	char file[4096];		/* the client.ini path looked at ("" when HOME is unset) */
+};
+
+/* Fill `conf` from client.ini (a missing file is fine), then the environment, then
+ * flags[] (NULL entries are unset). Relative paths in client.ini are taken relative to
+ * the file's directory. Errors: P11CA_E_CONFIG (unreadable or malformed file: "file:line:
+ * what"), P11CA_E_NOMEM. conf is freed with cli_conf_free on every path. */
+P11CA_MUST_CHECK enum p11ca_err
+cli_conf_load(struct cli_conf *conf, const char *const flags[CLI_CONF_N], struct p11ca_errmsg *em);
+void cli_conf_free(struct cli_conf *conf);
+const char *cli_conf_name(enum cli_conf_key k); /* "server", "cert", ... */
+
+/* ---- arguments ----------------------------------------------------------------------- */
+
+#define CLI_MAX_OPTS   12
+#define CLI_MAX_POS    4
+#define CLI_MAX_REPEAT 64 /* CertSignRequest.sans max_count */
+
+struct cli_opt {
+	const char *name; /* without the dashes */
+	const char *arg;  /* metavariable ("FILE"); NULL for a flag */
+	bool repeat;	  /* may be given several times (one such option per command) */
+	const char *help;
+};
+
+struct cli_args {
+	const char *val[CLI_MAX_OPTS]; /* last value (or "" for a flag that was given) */
+	const char *rep[CLI_MAX_REPEAT];
+	size_t n_rep;
+	const char *pos[CLI_MAX_POS];
+	size_t n_pos;
+	bool help;
+};
+
+struct cli;
+struct cli_cmd;
+
+typedef int (*cli_handler)(struct cli *cli, const struct cli_args *a);
+
+struct cli_cmd {
+	const char *noun, *verb; /* verb NULL: a command of one word ("status") */
+	cli_handler run;
+	const char *synopsis; /* positional arguments, e.g. "NAME SUBJECT" */
+	size_t n_pos_min, n_pos_max;
+	const char *summary; /* one line */
+	const char *help;    /* paragraphs: what it does, defaults, output */
+	const char *example;
+	const struct cli_opt *opts; /* NULL-name terminated */
+};
+
+/* The value of option `name` (a flag gives ""), or NULL when absent. */
+const char *cli_arg(const struct cli_cmd *cmd, const struct cli_args *a, const char *name);
+
+/* Parse argv (after noun and verb) against the command's options and the global ones
+ * (which may appear anywhere and are stored in cli). Errors are printed; returns 0 or
+ * CLI_EX_USAGE. --help sets a->help and stops. */
+int cli_args_parse(struct cli *cli, const struct cli_cmd *cmd, int argc, char **argv,
+		   struct cli_args *a);
+
+/* Global options, accepted before the noun and after the verb alike. Returns 1 when
+ * argv[*i] was one (consuming its value), 0 when it was not, -1 on a usage error. */
+int cli_global_opt(struct cli *cli, int argc, char **argv, int *i);
+
+/* The value of a required option, or NULL after printing a usage error (exit 64). */
+const char *cli_require(struct cli *cli, const struct cli_args *a, const char *name);
+
+void cli_usage_global(struct cli *cli, FILE *f);
+void cli_usage_noun(struct cli *cli, FILE *f, const char *noun);
+void cli_usage_cmd(struct cli *cli, FILE *f, const struct cli_cmd *cmd);
+
+/* ---- the run context ---------------------------------------------------------------- */
+
+struct cli {
+	FILE *out, *err;
+	bool json;
+	int timeout_ms;
+	const char *flags[CLI_CONF_N]; /* from the command line (borrowed from argv) */
+	struct cli_conf conf;
+	struct rpc_client *client; /* connected on first use */
+	const struct cli_cmd *cmd; /* the command being run, for messages */
+};
+
+/* The commands, NULL-terminated tables per file; main.c joins them. */
+extern const struct cli_cmd cli_cmds_hsm[];
+extern const struct cli_cmd cli_cmds_ca[];
+extern const struct cli_cmd cli_cmds_cert[];
+extern const struct cli_cmd cli_cmds_crl[];
+
+/* Print "p11ca: <what>: <why>[ — <todo>]" on the error stream and return `code`. */
+int cli_error(struct cli *cli, int code, const char *what, const char *why, const char *todo);
+
+/* Connect (once per run) and call. On a transport failure or a non-OK status, prints the
+ * error for `what` ("cannot revoke certificate 0A1B") and returns the exit code; 0 when
+ * resp holds a result. */
+int cli_call(struct cli *cli, const char *what, p11ca_v1_Request *req, p11ca_v1_Response *resp);
+
+/* A request and its response, together ~100 KiB: on the heap, wiped when freed (an
+ * HsmActivateRequest holds a PIN). cli_rr_new prints the error itself. */
+struct cli_rr {
+	p11ca_v1_Request req;
+	p11ca_v1_Response resp;
+};
+struct cli_rr *cli_rr_new(struct cli *cli, pb_size_t op_tag);
+void cli_rr_free(struct cli_rr **rr);
+
+/* The exit code for a server status code (docs/cli.md). */
+int cli_status_exit(p11ca_v1_StatusCode code);
+/* ... and for a local error code (connection, files). */
+int cli_err_exit(enum p11ca_err err);
+
+/* Copy an argument into a bounded proto string; prints a usage error when too long. */
+int cli_copy(struct cli *cli, char *dst, size_t dst_size, const char *src, const char *what);
+
+/* ---- values (values.c) --------------------------------------------------------------- */
+
+/* Normalise a serial as typed: optional "serial=" prefix, colons removed, upper case,
+ * 1..40 hex digits. out must hold 41 bytes. P11CA_E_INVALID_ARG with the reason. */
+P11CA_MUST_CHECK enum p11ca_err cli_serial_parse(const char *in, char out[41],
+						 struct p11ca_errmsg *em);
+/* Upper-case hex of every byte as received, no colons; out holds 2 * len + 1 bytes. */
+void cli_serial_format(const uint8_t *bytes, size_t len, char *out, size_t out_size);
+
+P11CA_MUST_CHECK enum p11ca_err cli_reason_parse(const char *in, p11ca_v1_RevocationReason *out,
+						 struct p11ca_errmsg *em);
+const char *cli_reason_name(p11ca_v1_RevocationReason r); /* RFC 5280 name or "unknown" */
+P11CA_MUST_CHECK enum p11ca_err cli_key_type_parse(const char *in, p11ca_v1_KeyType *out,
+						   struct p11ca_errmsg *em);
+const char *cli_key_type_name(p11ca_v1_KeyType t); /* "p256"; "-" unset, "unknown" */
+P11CA_MUST_CHECK enum p11ca_err cli_sig_alg_parse(const char *in, p11ca_v1_SignatureAlgorithm *out,
+						  struct p11ca_errmsg *em);
+const char *cli_sig_alg_name(p11ca_v1_SignatureAlgorithm a);
+/* "pem" or "der" (any case). */
+P11CA_MUST_CHECK enum p11ca_err cli_format_parse(const char *in, p11ca_v1_Format *out,
+						 struct p11ca_errmsg *em);
+/* A decimal in 0..max. */
+P11CA_MUST_CHECK enum p11ca_err cli_uint_parse(const char *in, uint32_t max, uint32_t *out,
+					       struct p11ca_errmsg *em);
+const char *cli_ca_status_name(p11ca_v1_CaStatus s);
+const char *cli_cert_status_name(p11ca_v1_CertStatus s);
+P11CA_MUST_CHECK enum p11ca_err cli_cert_status_parse(const char *in, p11ca_v1_CertStatus *out,
+						      struct p11ca_errmsg *em);
+const char *cli_token_state_name(p11ca_v1_TokenState s);
+
+/* "2024-05-01T12:00:00Z"; "" for 0 (unset). out holds at least 32 bytes. */
+void cli_time_format(int64_t t, char *out, size_t out_size);
+
+/* ---- output (output.c) --------------------------------------------------------------- */
+
+/* A streaming JSON writer: two-space indentation, keys in the order written. */
+struct cli_json {
+	FILE *f;
+	int depth;
+	bool first;
+};
+
+void cli_json_begin(struct cli_json *j, FILE *f);	/* opens the top-level object */
+void cli_json_end(struct cli_json *j);			/* closes it, adds a newline */
+void cli_json_obj(struct cli_json *j, const char *key); /* key NULL inside an array */
+void cli_json_obj_end(struct cli_json *j);
+void cli_json_arr(struct cli_json *j, const char *key);
+void cli_json_arr_end(struct cli_json *j);
+void cli_json_str(struct cli_json *j, const char *key, const char *v); /* NULL: null */
+void cli_json_strn(struct cli_json *j, const char *key, const char *v, size_t len);
+void cli_json_int(struct cli_json *j, const char *key, long long v);
+void cli_json_uint(struct cli_json *j, const char *key, unsigned long long v);
+void cli_json_bool(struct cli_json *j, const char *key, bool v);
+void cli_json_time(struct cli_json *j, const char *key, int64_t t); /* 0: null */
+void cli_json_hex(struct cli_json *j, const char *key, const uint8_t *b, size_t len);
+
+void cli_json_ca(struct cli_json *j, const char *key, const p11ca_v1_CaSummary *ca);
+void cli_json_cert(struct cli_json *j, const char *key, const p11ca_v1_CertSummary *c);
+void cli_json_token(struct cli_json *j, const char *key, const p11ca_v1_TokenStatus *t);
+
+/* "key:   value" lines for one summary, in text mode. */
+void cli_text_ca(FILE *f, const p11ca_v1_CaSummary *ca);
+void cli_text_cert(FILE *f, const p11ca_v1_CertSummary *c);
+
+/* A table: rows of n_cols cells, aligned on the widest cell (the last column is not
+ * padded). cells[r * n_cols + c]. */
+void cli_table(FILE *f, const char *const *head, size_t n_cols, const char *const *cells,
+	       size_t n_rows);
+
+/*
+ * Deliver exported bytes: to `out_path` atomically (temporary file, fsync, rename; mode
+ * 0644), or else to the output stream — but never DER to a terminal. PEM-from-DER
+ * conversion is the caller's. Returns 0 or the exit code after printing the error.
+ */
+int cli_deliver(struct cli *cli, const uint8_t *data, size_t len, bool binary,
+		const char *out_path);
+
+/* DER certificate → PEM text (malloc'd, NUL-terminated; *len without the NUL). NULL on
+ * failure. The DER is wrapped, not parsed. */
+char *cli_der_to_pem(const char *label, const uint8_t *der, size_t len, size_t *pem_len);
+
+/* In a JSON object: the exported bytes as "data" (PEM text) or "data_base64" (DER). */
+void cli_json_data(struct cli_json *j, const uint8_t *data, size_t len, bool der);
+
+/* Read a whole file of at most max bytes (malloc'd). Returns 0 or the exit code after
+ * printing the error. */
+int cli_read_file(struct cli *cli, const char *path, size_t max, uint8_t **data, size_t *len,
+		  const char *what);
+
+/* ---- entry point ----------------------------------------------------------------------- */
+
+/* The whole CLI, callable in-process: argv[0] is the program name. Returns the exit code. */
+int p11ca_main(int argc, char **argv, FILE *out, FILE *err);
+
+#endif

@@ -1,0 +1,739 @@
+/*
+ * The p11ca CLI end to end against a fake p11cad: a TLS server thread on 127.0.0.1 (the
+ * real rpc/tls.c server context and rpc/frame.h framing) that answers canned Responses.
+ * The CLI runs in-process through p11ca_main, so each test checks exit code, stdout and
+ * stderr, and what the server received. The throwaway PKI is made here with OpenSSL.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+
+#include "common/kconfig.h"
+#include "rpc/cli/cli.h"
+#include "rpc/frame.h"
+#include "rpc/tls.h"
+
+struct ext {
+	const char *name, *value;
+};
+static const struct ext ca_exts[] = {
+	{"basicConstraints", "critical,CA:TRUE"},
+	{"keyUsage", "critical,keyCertSign,cRLSign"},
+	{"subjectKeyIdentifier", "hash"},
+};
+static const struct ext server_exts[] = {
+	{"basicConstraints", "CA:FALSE"},
+	{"keyUsage", "critical,digitalSignature"},
+	{"extendedKeyUsage", "serverAuth"},
+	{"subjectAltName", "DNS:localhost,IP:127.0.0.1"},
+};
+static const struct ext client_exts[] = {
+	{"basicConstraints", "CA:FALSE"},
+	{"keyUsage", "critical,digitalSignature"},
+	{"extendedKeyUsage", "clientAuth"},
+};
+#define N(a) (sizeof(a) / sizeof((a)[0]))
+
+static char dir[512];
+static char port_arg[32];
+static uint8_t issued_der[4096];
+static size_t issued_der_len;
+
+/* What the fake server does, and what it saw. Written by tests before a run, read by the
+ * server thread during it; p11ca_main returning (connection closed, every answer read)
+ * orders the two. */
+enum mode { MODE_NORMAL, MODE_WRONG_ID, MODE_HANG_UP };
+static struct {
+	enum mode mode;
+	char last_serial[65];
+	char last_pin[257];
+	char last_sans[2][256];
+	pb_size_t last_sans_count;
+	p11ca_v1_RevocationReason last_reason;
+	int calls;
+} srv;
+
+static int listen_fd = -1;
+static SSL_CTX *server_ctx;
+static pthread_t server_tid;
+
+static const char *path(const char *name, const char *ext)
+{
+	static char buf[16][1024];
+	static unsigned next;
+	char *p = buf[next++ % 16];
+	snprintf(p, sizeof(buf[0]), "%s/%s.%s", dir, name, ext);
+	return p;
+}
+
+static X509 *make_cert(const char *name, X509 *issuer, EVP_PKEY *issuer_key, const struct ext *exts,
+		       size_t n_exts, EVP_PKEY **key_out)
+{
+	static long serial = 0x0a1b;
+	EVP_PKEY *key = EVP_EC_gen("P-256");
+	X509 *x = X509_new();
+	assert_non_null(key);
+	assert_non_null(x);
+	assert_int_equal(X509_set_version(x, X509_VERSION_3), 1);
+	assert_int_equal(ASN1_INTEGER_set(X509_get_serialNumber(x), serial++), 1);
+	assert_non_null(X509_gmtime_adj(X509_getm_notBefore(x), -60));
+	assert_non_null(X509_gmtime_adj(X509_getm_notAfter(x), 3600));
+	X509_NAME *subj = X509_get_subject_name(x);
+	assert_int_equal(X509_NAME_add_entry_by_txt(subj, "CN", MBSTRING_ASC,
+						    (const unsigned char *)name, -1, -1, 0),
+			 1);
+	assert_int_equal(X509_set_issuer_name(x, issuer ? X509_get_subject_name(issuer) : subj), 1);
+	assert_int_equal(X509_set_pubkey(x, key), 1);
+	X509V3_CTX v3;
+	X509V3_set_ctx(&v3, issuer ? issuer : x, x, NULL, NULL, 0);
+	for (size_t i = 0; i < n_exts; i++) {
+		X509_EXTENSION *e = X509V3_EXT_nconf(NULL, &v3, exts[i].name, exts[i].value);
+		assert_non_null(e);
+		assert_int_equal(X509_add_ext(x, e, -1), 1);
+		X509_EXTENSION_free(e);
+	}
+	assert_true(X509_sign(x, issuer_key ? issuer_key : key, EVP_sha256()) > 0);
+	FILE *f = fopen(path(name, "crt"), "w");
+	assert_non_null(f);
+	assert_int_equal(PEM_write_X509(f, x), 1);
+	fclose(f);
+	f = fopen(path(name, "key"), "w");
+	assert_non_null(f);
+	assert_int_equal(PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL), 1);
+	fclose(f);
+	if (key_out != NULL)
+		*key_out = key;
+	else
+		EVP_PKEY_free(key);
+	return x;
+}
+
+/* ---- the fake server ------------------------------------------------------------------- */
+
+static bool ssl_read_frame(SSL *ssl, struct p11ca_buf **frame)
+{
+	struct rpc_frame_reader *r = NULL;
+	uint8_t chunk[4096];
+	bool ok = rpc_frame_reader_new(CONFIG_RPC_MAX_FRAME, &r, NULL) == P11CA_OK;
+	*frame = NULL;
+	while (ok && *frame == NULL) {
+		size_t want = rpc_frame_reader_want(r), n = 0, used = 0;
+		if (SSL_read_ex(ssl, chunk, want < sizeof(chunk) ? want : sizeof(chunk), &n) != 1)
+			ok = false;
+		else
+			ok = rpc_frame_reader_feed(r, chunk, n, &used, frame, NULL) == P11CA_OK;
+	}
+	rpc_frame_reader_free(&r);
+	return ok;
+}
+
+static void fill_ca(p11ca_v1_CaSummary *ca, const char *name, const char *parent, uint8_t serial)
+{
+	snprintf(ca->name, sizeof(ca->name), "%s", name);
+	snprintf(ca->parent, sizeof(ca->parent), "%s", parent);
+	snprintf(ca->subject, sizeof(ca->subject), "CN=%s", name);
+	ca->serial.size = 2;
+	ca->serial.bytes[0] = 0x00;
+	ca->serial.bytes[1] = serial;
+	ca->not_before = 1700000000;
+	ca->not_after = 2000000000;
+	ca->status = p11ca_v1_CaStatus_CA_STATUS_ACTIVE;
+	ca->key_type = p11ca_v1_KeyType_KEY_TYPE_P256;
+}
+
+static void fill_cert(p11ca_v1_CertSummary *c)
+{
+	c->serial.size = 3;
+	memcpy(c->serial.bytes, "\x0a\x1b\xff", 3);
+	snprintf(c->ca, sizeof(c->ca), "issuing");
+	snprintf(c->subject, sizeof(c->subject), "CN=www.example");
+	c->not_before = 1700000000;
+	c->not_after = 1710000000;
+	c->status = p11ca_v1_CertStatus_CERT_STATUS_VALID;
+	c->key_type = p11ca_v1_KeyType_KEY_TYPE_P256;
+	snprintf(c->profile, sizeof(c->profile), "tls-server");
+}
+
+static void answer(const p11ca_v1_Request *q, p11ca_v1_Response *a)
+{
+	a->request_id = srv.mode == MODE_WRONG_ID ? q->request_id + 1 : q->request_id;
+	a->has_status = true;
+	a->status.code = p11ca_v1_StatusCode_STATUS_CODE_OK;
+	a->which_result = q->which_op;
+	switch (q->which_op) {
+	case p11ca_v1_Request_health_tag:
+		a->result.health.api_version = 1;
+		snprintf(a->result.health.server_version, 33, "fake-1.0");
+		a->result.health.ready = true;
+		a->result.health.ca_count = 2;
+		break;
+	case p11ca_v1_Request_hsm_activate_tag:
+		memcpy(srv.last_pin, q->op.hsm_activate.pin.bytes, q->op.hsm_activate.pin.size);
+		srv.last_pin[q->op.hsm_activate.pin.size] = '\0';
+		a->result.hsm_activate.has_token = true;
+		snprintf(a->result.hsm_activate.token.name, 33, "%s",
+			 q->op.hsm_activate.token[0] ? q->op.hsm_activate.token : "only");
+		a->result.hsm_activate.token.state = p11ca_v1_TokenState_TOKEN_STATE_READY;
+		break;
+	case p11ca_v1_Request_ca_list_tag: {
+		/* Two pages, the child first: --tree must still put it under its parent. */
+		p11ca_v1_CaListResponse *l = &a->result.ca_list;
+		if (q->op.ca_list.page_token.size == 0) {
+			fill_ca(&l->cas[0], "issuing", "root", 0x02);
+			l->cas_count = 1;
+			l->next_page_token.size = 2;
+			memcpy(l->next_page_token.bytes, "p2", 2);
+		} else {
+			fill_ca(&l->cas[0], "root", "", 0x01);
+			l->cas_count = 1;
+		}
+		break;
+	}
+	case p11ca_v1_Request_cert_sign_tag:
+		memcpy(srv.last_sans, q->op.cert_sign.sans, sizeof(srv.last_sans));
+		srv.last_sans_count = q->op.cert_sign.sans_count;
+		a->result.cert_sign.has_cert = true;
+		fill_cert(&a->result.cert_sign.cert);
+		memcpy(a->result.cert_sign.certificate_der.bytes, issued_der, issued_der_len);
+		a->result.cert_sign.certificate_der.size = (pb_size_t)issued_der_len;
+		break;
+	case p11ca_v1_Request_cert_view_tag:
+		snprintf(srv.last_serial, sizeof(srv.last_serial), "%s", q->op.cert_view.serial);
+		a->result.cert_view.has_cert = true;
+		fill_cert(&a->result.cert_view.cert);
+		break;
+	case p11ca_v1_Request_ca_export_tag:
+		/* DER asked: the certificate; PEM: not needed by the tests. */
+		memcpy(a->result.ca_export.data.bytes, issued_der, issued_der_len);
+		a->result.ca_export.data.size = (pb_size_t)issued_der_len;
+		a->result.ca_export.certificate_count = 1;
+		break;
+	case p11ca_v1_Request_cert_revoke_tag:
+		snprintf(srv.last_serial, sizeof(srv.last_serial), "%s", q->op.cert_revoke.serial);
+		srv.last_reason = q->op.cert_revoke.reason;
+		a->which_result = 0;
+		a->status.code = p11ca_v1_StatusCode_STATUS_CODE_PERMISSION_DENIED;
+		snprintf(a->status.message, sizeof(a->status.message),
+			 "role auditor may not call cert_revoke");
+		break;
+	default:
+		a->which_result = 0;
+		a->status.code = p11ca_v1_StatusCode_STATUS_CODE_UNIMPLEMENTED;
+		break;
+	}
+}
+
+static void serve(SSL *ssl)
+{
+	p11ca_v1_Request *q = calloc(1, sizeof(*q));
+	p11ca_v1_Response *a = calloc(1, sizeof(*a));
+	struct p11ca_buf *in = NULL, *out = NULL;
+	assert_non_null(q);
+	assert_non_null(a);
+	while (ssl_read_frame(ssl, &in)) {
+		srv.calls++;
+		memset(q, 0, sizeof(*q));
+		memset(a, 0, sizeof(*a));
+		if (rpc_frame_request_decode(in, q, NULL) != P11CA_OK || q->api_version != 1)
+			break;
+		p11ca_buf_free(&in);
+		if (srv.mode == MODE_HANG_UP)
+			break;
+		answer(q, a);
+		if (rpc_frame_response_encode(a, &out, NULL) != P11CA_OK)
+			break;
+		size_t n = 0;
+		if (SSL_write_ex(ssl, p11ca_buf_ptr(out), p11ca_buf_len(out), &n) != 1)
+			break;
+		p11ca_buf_free(&out);
+	}
+	p11ca_buf_free(&in);
+	p11ca_buf_free(&out);
+	explicit_bzero(q, sizeof(*q));
+	free(q);
+	free(a);
+}
+
+static void *server_thread(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		int fd = accept(listen_fd, NULL, NULL);
+		if (fd < 0)
+			break; /* shutdown() by teardown */
+		/* A safety net only: no test relies on it. */
+		struct timeval tv = {.tv_sec = 10};
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		SSL *ssl = SSL_new(server_ctx);
+		SSL_set_fd(ssl, fd);
+		if (SSL_accept(ssl) == 1 && rpc_tls_check_peer(ssl, NULL) == P11CA_OK)
+			serve(ssl);
+		ERR_clear_error();
+		SSL_free(ssl);
+		close(fd);
+	}
+	return NULL;
+}
+
+static int listen_on(int *port)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t sl = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(fd, 8) != 0 ||
+	    getsockname(fd, (struct sockaddr *)&sa, &sl) != 0)
+		return -1;
+	*port = ntohs(sa.sin_port);
+	return fd;
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	const char *tmp = getenv("TMPDIR");
+	snprintf(dir, sizeof(dir), "%s/p11ca-cli-e2e.XXXXXX", tmp ? tmp : "/tmp");
+	if (mkdtemp(dir) == NULL)
+		return -1;
+	setenv("HOME", dir, 1); /* no client.ini of the person running the tests */
+	unsetenv("XDG_CONFIG_HOME");
+	EVP_PKEY *ca_key = NULL, *other_key = NULL;
+	X509 *ca = make_cert("ca", NULL, NULL, ca_exts, N(ca_exts), &ca_key);
+	X509 *other = make_cert("other-ca", NULL, NULL, ca_exts, N(ca_exts), &other_key);
+	X509 *certs[] = {
+		make_cert("server", ca, ca_key, server_exts, N(server_exts), NULL),
+		make_cert("client", ca, ca_key, client_exts, N(client_exts), NULL),
+		make_cert("foreign", other, other_key, client_exts, N(client_exts), NULL),
+	};
+	/* What cert sign "issues": a real certificate, so openssl can read the output. */
+	unsigned char *p = issued_der;
+	int len = i2d_X509(certs[1], NULL);
+	assert_true(len > 0 && (size_t)len <= sizeof(issued_der));
+	assert_int_equal(i2d_X509(certs[1], &p), len);
+	issued_der_len = (size_t)len;
+	for (size_t i = 0; i < N(certs); i++)
+		X509_free(certs[i]);
+	X509_free(ca);
+	X509_free(other);
+	EVP_PKEY_free(ca_key);
+	EVP_PKEY_free(other_key);
+
+	if (rpc_tls_server_ctx_new(path("ca", "crt"), path("server", "crt"), path("server", "key"),
+				   &server_ctx, NULL) != P11CA_OK)
+		return -1;
+	int port = 0;
+	listen_fd = listen_on(&port);
+	if (listen_fd < 0)
+		return -1;
+	snprintf(port_arg, sizeof(port_arg), "127.0.0.1:%d", port);
+	return pthread_create(&server_tid, NULL, server_thread, NULL) == 0 ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	shutdown(listen_fd, SHUT_RDWR);
+	pthread_join(server_tid, NULL);
+	close(listen_fd);
+	rpc_tls_ctx_free(&server_ctx);
+	char cmd[600];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+/* ---- running the CLI ------------------------------------------------------------------------ */
+
+struct run {
+	int rc;
+	char *out, *err;
+	size_t out_len, err_len;
+};
+
+static void run_free(struct run *r)
+{
+	free(r->out);
+	free(r->err);
+}
+
+/* p11ca --server <fake> --cert client --key client --cacert <cacert> ARGS... */
+static struct run run_as(const char *server, const char *cert, const char *cacert,
+			 const char *first, ...)
+{
+	char *argv[40];
+	int argc = 0;
+	argv[argc++] = (char *)"p11ca";
+	argv[argc++] = (char *)"--server";
+	argv[argc++] = (char *)server;
+	argv[argc++] = (char *)"--cert";
+	argv[argc++] = (char *)path(cert, "crt");
+	argv[argc++] = (char *)"--key";
+	argv[argc++] = (char *)path(cert, "key");
+	argv[argc++] = (char *)"--cacert";
+	argv[argc++] = (char *)path(cacert, "crt");
+	va_list ap;
+	va_start(ap, first);
+	for (const char *s = first; s != NULL; s = va_arg(ap, const char *)) {
+		assert_true(argc < 39);
+		argv[argc++] = (char *)s;
+	}
+	va_end(ap);
+	struct run r = {0};
+	FILE *out = open_memstream(&r.out, &r.out_len);
+	FILE *err = open_memstream(&r.err, &r.err_len);
+	assert_non_null(out);
+	assert_non_null(err);
+	r.rc = p11ca_main(argc, argv, out, err);
+	fclose(out);
+	fclose(err);
+	return r;
+}
+
+#define RUN(...) run_as(port_arg, "client", "ca", __VA_ARGS__, NULL)
+
+static void expect_in(const char *hay, const char *needle)
+{
+	if (getenv("P11CA_TEST_VERBOSE") != NULL)
+		fprintf(stderr, "%s", hay);
+	if (strstr(hay, needle) == NULL)
+		fail_msg("'%s' not found in:\n%s", needle, hay);
+}
+
+/* ---- tests ------------------------------------------------------------------------------------
+ */
+
+static void test_status(void **state)
+{
+	(void)state;
+	srv.mode = MODE_NORMAL;
+	struct run r = RUN("status");
+	assert_int_equal(r.rc, 0);
+	expect_in(r.out, "server version:      fake-1.0\n");
+	expect_in(r.out, "ready:               yes\n");
+	assert_string_equal(r.err, "");
+	run_free(&r);
+}
+
+static void test_ca_list_tree_and_json(void **state)
+{
+	(void)state;
+	srv.mode = MODE_NORMAL;
+	struct run r = RUN("ca", "list", "--tree");
+	assert_int_equal(r.rc, 0);
+	assert_string_equal(r.out,
+			    "NAME       SERIAL  STATUS  KEY   NOT AFTER             SUBJECT\n"
+			    "root       0001    active  p256  2033-05-18T03:33:20Z  CN=root\n"
+			    "  issuing  0002    active  p256  2033-05-18T03:33:20Z  CN=issuing\n");
+	run_free(&r);
+
+	/* Without --tree: the server's order. */
+	r = RUN("ca", "list");
+	assert_int_equal(r.rc, 0);
+	assert_non_null(strstr(r.out, "issuing"));
+	assert_true(strstr(r.out, "issuing") < strstr(r.out, "root "));
+	run_free(&r);
+
+	/* --json after the verb works like before the noun. */
+	r = RUN("ca", "list", "--json");
+	assert_int_equal(r.rc, 0);
+	expect_in(r.out, "{\n  \"cas\": [\n    {\n      \"name\": \"issuing\",\n"
+			 "      \"serial\": \"0002\",\n");
+	expect_in(r.out, "\"parent\": \"root\"");
+	expect_in(r.out, "\"parent\": null");
+	run_free(&r);
+}
+
+static void test_cert_sign_writes_pem_openssl_reads(void **state)
+{
+	(void)state;
+	char csr[1024], out[1024], cmd[2400], line[256] = {0};
+	snprintf(csr, sizeof(csr), "%s/req.csr", dir);
+	snprintf(out, sizeof(out), "%s/issued.pem", dir);
+	FILE *f = fopen(csr, "w");
+	assert_non_null(f);
+	fputs("-----BEGIN CERTIFICATE REQUEST-----\nnot checked by the fake\n"
+	      "-----END CERTIFICATE REQUEST-----\n",
+	      f);
+	fclose(f);
+
+	srv.mode = MODE_NORMAL;
+	struct run r = RUN("cert", "sign", "--ca", "issuing", "--csr", csr, "--san", "www.example",
+			   "--san=IP:192.0.2.7", "--out", out);
+	assert_int_equal(r.rc, 0);
+	expect_in(r.out, "serial:              0A1BFF\n");
+	assert_int_equal(srv.last_sans_count, 2);
+	assert_string_equal(srv.last_sans[0], "www.example");
+	assert_string_equal(srv.last_sans[1], "IP:192.0.2.7");
+	run_free(&r);
+
+	struct stat st;
+	assert_int_equal(stat(out, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0644);
+	/* The real tool reads what we wrote: the serial of the certificate the fake issued. */
+	snprintf(cmd, sizeof(cmd), "openssl x509 -in '%s' -noout -serial", out);
+	FILE *p = popen(cmd, "r");
+	assert_non_null(p);
+	assert_non_null(fgets(line, sizeof(line), p));
+	assert_int_equal(pclose(p), 0);
+	assert_string_equal(line, "serial=0A1E\n");
+
+	/* Without --out the PEM is the whole of stdout, ready for a redirect. */
+	r = RUN("cert", "sign", "--ca", "issuing", "--csr", csr);
+	assert_int_equal(r.rc, 0);
+	assert_true(strncmp(r.out, "-----BEGIN CERTIFICATE-----\n", 28) == 0);
+	assert_non_null(strstr(r.out, "-----END CERTIFICATE-----\n"));
+	run_free(&r);
+
+	/* A CSR file that is not there: 66, before anything is sent. */
+	int calls = srv.calls;
+	r = RUN("cert", "sign", "--ca", "issuing", "--csr", "/nonexistent.csr");
+	assert_int_equal(r.rc, 66);
+	expect_in(r.err, "cannot read the CSR /nonexistent.csr");
+	assert_int_equal(srv.calls, calls);
+	run_free(&r);
+}
+
+static void test_serial_normalised_and_revoke_denied(void **state)
+{
+	(void)state;
+	srv.mode = MODE_NORMAL;
+	struct run r = RUN("cert", "view", "0a:1b:ff");
+	assert_int_equal(r.rc, 0);
+	assert_string_equal(srv.last_serial, "0A1BFF");
+	expect_in(r.out, "profile:             tls-server\n");
+	run_free(&r);
+
+	r = RUN("cert", "revoke", "0a1bff", "--reason", "KEYCOMPROMISE");
+	assert_int_equal(r.rc, 77);
+	assert_int_equal(srv.last_reason,
+			 p11ca_v1_RevocationReason_REVOCATION_REASON_KEY_COMPROMISE);
+	assert_string_equal(r.out, "");
+	assert_string_equal(r.err,
+			    "p11ca: cannot revoke certificate 0A1BFF: role auditor may not "
+			    "call cert_revoke — your certificate's role may not do this; ask "
+			    "an administrator\n");
+	run_free(&r);
+
+	/* An operation the server does not know: 69 with the upgrade hint. */
+	r = RUN("cert", "list");
+	assert_int_equal(r.rc, 69);
+	expect_in(r.err, "unimplemented — this server does not offer it");
+	run_free(&r);
+}
+
+static void test_hsm_activate_pin_file(void **state)
+{
+	(void)state;
+	char pin[1024];
+	snprintf(pin, sizeof(pin), "%s/pin", dir);
+	FILE *f = fopen(pin, "w");
+	assert_non_null(f);
+	fputs("s3cret-1234\r\n", f);
+	fclose(f);
+	srv.mode = MODE_NORMAL;
+	struct run r = RUN("hsm", "activate", "--token", "ca1", "--pin-file", pin);
+	assert_int_equal(r.rc, 0);
+	assert_string_equal(srv.last_pin, "s3cret-1234");
+	assert_string_equal(r.out, "token ca1: ready\n");
+	assert_null(strstr(r.err, "s3cret"));
+	run_free(&r);
+
+	/* A file of two lines is probably not a PIN file: refused before sending. */
+	f = fopen(pin, "w");
+	assert_non_null(f);
+	fputs("1234\nother\n", f);
+	fclose(f);
+	memset(srv.last_pin, 0, sizeof(srv.last_pin));
+	r = RUN("hsm", "activate", "--pin-file", pin);
+	assert_int_equal(r.rc, 65);
+	expect_in(r.err, "more than one line");
+	assert_string_equal(srv.last_pin, "");
+	run_free(&r);
+}
+
+static void test_export_der(void **state)
+{
+	(void)state;
+	char out[1024];
+	uint8_t got[4096];
+	snprintf(out, sizeof(out), "%s/ca.der", dir);
+	srv.mode = MODE_NORMAL;
+	struct run r = RUN("ca", "export", "root", "--format", "der", "--out", out);
+	assert_int_equal(r.rc, 0);
+	run_free(&r);
+	FILE *f = fopen(out, "rb");
+	assert_non_null(f);
+	assert_int_equal(fread(got, 1, sizeof(got), f), issued_der_len);
+	fclose(f);
+	assert_memory_equal(got, issued_der, issued_der_len);
+
+	r = RUN("--json", "ca", "export", "root", "--format", "der");
+	assert_int_equal(r.rc, 0);
+	expect_in(r.out, "\"format\": \"der\"");
+	expect_in(r.out, "\"data_base64\": \"MII");
+	run_free(&r);
+}
+
+static void test_protocol_violations(void **state)
+{
+	(void)state;
+	srv.mode = MODE_WRONG_ID;
+	struct run r = RUN("status");
+	assert_int_equal(r.rc, 76);
+	expect_in(r.err, "the server answered request 2, not 1");
+	run_free(&r);
+
+	srv.mode = MODE_HANG_UP;
+	r = RUN("status");
+	assert_int_equal(r.rc, 69);
+	expect_in(r.err, "closed the connection");
+	run_free(&r);
+	srv.mode = MODE_NORMAL;
+}
+
+static void test_connection_failures(void **state)
+{
+	(void)state;
+	/* Nothing listening: a port that was free a moment ago. */
+	int port = 0, fd = listen_on(&port);
+	char server[32];
+	assert_true(fd >= 0);
+	close(fd);
+	snprintf(server, sizeof(server), "127.0.0.1:%d", port);
+	struct run r = run_as(server, "client", "ca", "status", NULL);
+	assert_int_equal(r.rc, 69);
+	expect_in(r.err, "is p11cad running");
+	run_free(&r);
+
+	/* The wrong --cacert: the server's certificate is not trusted. */
+	r = run_as(port_arg, "client", "other-ca", "status", NULL);
+	assert_int_equal(r.rc, 69);
+	expect_in(r.err, "not trusted");
+	expect_in(r.err, "--cacert");
+	run_free(&r);
+
+	/* A client certificate the server refuses (another CA): seen on the first read. */
+	r = run_as(port_arg, "foreign", "ca", "status", NULL);
+	assert_int_equal(r.rc, 69);
+	expect_in(r.err, "--cert");
+	run_free(&r);
+
+	/* A server that accepts TCP but never speaks TLS: a timeout, 75. */
+	fd = listen_on(&port);
+	assert_true(fd >= 0);
+	snprintf(server, sizeof(server), "127.0.0.1:%d", port);
+	r = run_as(server, "client", "ca", "--timeout", "1", "status", NULL);
+	close(fd);
+	assert_int_equal(r.rc, 75);
+	expect_in(r.err, "timed out");
+	run_free(&r);
+
+	/* A malformed --server. */
+	r = run_as("localhost", "client", "ca", "status", NULL);
+	assert_int_equal(r.rc, 64);
+	expect_in(r.err, "HOST:PORT");
+	run_free(&r);
+}
+
+/* rpc/client.h directly: argument checks, address forms, and a connection that broke
+ * staying broken. */
+static void test_client_api(void **state)
+{
+	(void)state;
+	struct rpc_client *c = (struct rpc_client *)&c;
+	struct p11ca_errmsg em = {0};
+	struct rpc_client_options o = {.server = port_arg,
+				       .ca_file = path("ca", "crt"),
+				       .cert_file = path("client", "crt"),
+				       .key_file = path("client", "key")};
+	static const char *const bad[] = {"",	      "host",	"host:",   "host:0", "host:65536",
+					  "host:12x", "::1:80", "[::1]80", "[::1",   ":80"};
+	for (size_t i = 0; i < N(bad); i++) {
+		o.server = bad[i];
+		p11ca_errmsg_clear(&em);
+		assert_int_equal(rpc_client_connect(&o, &c, &em), P11CA_E_USAGE);
+		assert_null(c);
+	}
+	assert_int_equal(rpc_client_connect(NULL, &c, NULL), P11CA_E_INVALID_ARG);
+	assert_int_equal(rpc_client_connect(&o, NULL, NULL), P11CA_E_INVALID_ARG);
+	o.server = port_arg;
+	o.key_file = NULL;
+	assert_int_equal(rpc_client_connect(&o, &c, NULL), P11CA_E_CONFIG);
+	o.key_file = path("client", "key");
+
+	/* An IPv6 literal in brackets parses; nothing listens there, so it is refused (or
+	 * the host has no IPv6 loopback at all): either way an I/O error, not a usage one. */
+	char v6[64];
+	snprintf(v6, sizeof(v6), "[::1]:%s", strrchr(port_arg, ':') + 1);
+	o.server = v6;
+	assert_int_equal(rpc_client_connect(&o, &c, NULL), P11CA_E_IO);
+	o.server = port_arg;
+
+	p11ca_v1_Request *q = calloc(1, sizeof(*q));
+	p11ca_v1_Response *a = calloc(1, sizeof(*a));
+	assert_non_null(q);
+	assert_non_null(a);
+	assert_int_equal(rpc_client_call(NULL, q, a, NULL), P11CA_E_INVALID_ARG);
+	srv.mode = MODE_WRONG_ID;
+	assert_int_equal(rpc_client_connect(&o, &c, &em), P11CA_OK);
+	q->which_op = p11ca_v1_Request_health_tag;
+	assert_int_equal(rpc_client_call(c, q, a, NULL), P11CA_E_PROTO);
+	p11ca_errmsg_clear(&em);
+	assert_int_equal(rpc_client_call(c, q, a, &em), P11CA_E_IO);
+	assert_non_null(strstr(em.text, "failed earlier"));
+	rpc_client_close(&c);
+	assert_null(c);
+	rpc_client_close(&c); /* NULL-safe */
+	rpc_client_close(NULL);
+	srv.mode = MODE_NORMAL;
+
+	/* A request nanopb refuses is not sent, and the connection stays usable. */
+	assert_int_equal(rpc_client_connect(&o, &c, NULL), P11CA_OK);
+	memset(q, 0, sizeof(*q));
+	q->which_op = p11ca_v1_Request_cert_sign_tag;
+	q->op.cert_sign.sans_count = 65; /* over max_count */
+	assert_int_equal(rpc_client_call(c, q, a, NULL), P11CA_E_INVALID_ARG);
+	memset(q, 0, sizeof(*q));
+	q->which_op = p11ca_v1_Request_health_tag;
+	assert_int_equal(rpc_client_call(c, q, a, NULL), P11CA_OK);
+	assert_int_equal(a->status.code, p11ca_v1_StatusCode_STATUS_CODE_OK);
+	assert_int_equal(a->which_result, p11ca_v1_Response_health_tag);
+	rpc_client_close(&c);
+	free(q);
+	free(a);
+}
+
+int main(void)
+{
+	signal(SIGPIPE, SIG_IGN);
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_status),
+		cmocka_unit_test(test_ca_list_tree_and_json),
+		cmocka_unit_test(test_cert_sign_writes_pem_openssl_reads),
+		cmocka_unit_test(test_serial_normalised_and_revoke_denied),
+		cmocka_unit_test(test_hsm_activate_pin_file),
+		cmocka_unit_test(test_export_der),
+		cmocka_unit_test(test_protocol_violations),
+		cmocka_unit_test(test_connection_failures),
+		cmocka_unit_test(test_client_api),
+	};
+	return cmocka_run_group_tests_name("cli_e2e", tests, setup, teardown);
+}
