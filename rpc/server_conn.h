@@ -1,0 +1,90 @@
+/*
+ * rpc/server_conn.h — private to rpc/server.c and rpc/server_conn.c: the listener's state
+ * and one client connection. Not a public interface.
+ */
+#ifndef P11CA_RPC_SERVER_CONN_H
+#define P11CA_RPC_SERVER_CONN_H
+
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <openssl/ssl.h>
+
+#include "common/err.h"
+#include "common/log.h"
+#include "rpc/channel.h"
+#include "rpc/forward.pb.h"
+#include "rpc/frame.h"
+#include "rpc/role.h"
+
+/* "[v6 address]:port" and room to spare; fits forward.proto's Caller.peer (64). */
+#define RPC_PEER_SIZE 64
+
+/* The engine link carries ToEngine one way and FromEngine the other. */
+#define RPC_FORWARD_MAX_FRAME                                                                      \
+	(p11ca_forward_v1_ToEngine_size > p11ca_forward_v1_FromEngine_size                         \
+		 ? p11ca_forward_v1_ToEngine_size                                                  \
+		 : p11ca_forward_v1_FromEngine_size)
+
+/* How long a forwarded request may take in the engine, in multiples of the I/O timeout:
+ * 300 s with the default, enough for key generation on a slow HSM. */
+#define RPC_ENGINE_TIMEOUT_FACTOR 10
+
+struct rpc_server_slot {
+	pthread_t thread;
+	bool used;	  /* accept loop only: a thread was started and not yet joined */
+	atomic_bool done; /* set by the connection thread as its last act */
+};
+
+struct rpc_server {
+	const struct p11ca_logger *log;
+	SSL_CTX *tls;
+	struct rpc_role_table *roles;
+	struct chan *engine;
+	unsigned max_conns, io_timeout_ms;
+	struct rpc_server_slot *slots; /* max_conns of them */
+	struct pollfd *pfd;	       /* listeners, stop_fd, wake_fd */
+	int wake_fd;		       /* eventfd: readable for good once the server stops */
+	atomic_bool stopping;
+	atomic_bool link_down;	     /* the engine link broke on its own */
+	struct p11ca_errmsg link_em; /* why; written before link_down is set */
+	pthread_t watcher;	     /* waits in chan_wait */
+	bool watching;		     /* the watcher was started */
+};
+
+/* One client connection; heap-allocated because the envelopes are large (~96 KiB). */
+struct rpc_conn {
+	struct rpc_server *srv;
+	struct rpc_server_slot *slot;
+	int fd;
+	SSL *ssl;
+	bool tls_broken; /* a fatal TLS error: no close_notify may follow */
+	char peer[RPC_PEER_SIZE];
+	uint8_t fp[RPC_FINGERPRINT_LEN];
+	char fp_hex[RPC_FINGERPRINT_HEX_SIZE];
+	enum rpc_role role;
+	struct rpc_frame_reader *reader;
+	uint8_t chunk[4096];
+	/* The decoded request lives in to.msg.request: it is forwarded in place. */
+	p11ca_forward_v1_ToEngine to;
+	p11ca_forward_v1_FromEngine from;
+};
+
+/* "address:port" of the socket's peer, or "unknown peer". */
+void rpc_conn_peer_name(int fd, char out[RPC_PEER_SIZE]);
+
+/* A connection for accepted socket fd (taken over only on success). Error: P11CA_E_NOMEM. */
+P11CA_MUST_CHECK enum p11ca_err rpc_conn_new(struct rpc_server *s, int fd, const char *peer,
+					     struct rpc_conn **out);
+
+/* Close the socket, wipe, free, set *c to NULL. NULL-safe. */
+void rpc_conn_free(struct rpc_conn **c);
+
+/* The connection thread: serves until the peer leaves, breaks protocol, times out or the
+ * server stops; then frees the connection and marks its slot done. */
+void *rpc_conn_main(void *arg);
+
+#endif
