@@ -31,8 +31,14 @@
  * says) or OpenSSL form ("/C=AT/O=Org/CN=x"). Attribute names are case-insensitive (C, ST,
  * L, O, OU, CN, emailAddress, serialNumber, DC, …). The result is in canonical order
  * (C, ST, L, O, OU, CN, then the rest as given). Values are UTF8String (C: PrintableString).
+ * Details: text starting with '/' is OpenSSL form, where '\' takes the next character
+ * literally; otherwise RFC 4514, with \X escapes of specials and \XX hex pairs. Unescaped
+ * spaces around types and values are dropped. Multi-valued RDNs ('+') and "#hex" values
+ * are refused. C is uppercased; serialNumber is PrintableString, emailAddress and DC are
+ * IA5String. "The rest as given" means in X.509 order (RFC 4514 text is read backwards).
  * Errors: P11CA_E_INVALID_ARG naming the offending attribute (unknown, empty, bad C, too
- * long per RFC 5280's upper bounds, NUL bytes, empty subject).
+ * long per RFC 5280's upper bounds, NUL bytes, control characters, invalid UTF-8, empty
+ * subject).
  */
 P11CA_MUST_CHECK enum p11ca_err x509_name_parse(const char *text, X509_NAME **out,
 						struct p11ca_errmsg *em);
@@ -46,7 +52,9 @@ P11CA_MUST_CHECK enum p11ca_err x509_name_format(const X509_NAME *name, char *ou
  * Parse one subjectAltName: "DNS:name", "IP:address" (v4 or v6), "email:addr", "URI:uri";
  * without a prefix, an IP literal is an IP and anything else a DNS name. DNS names are
  * checked (LDH labels of 1..63, total <= 253, a wildcard only as the whole leftmost
- * label); a non-ASCII name is converted to A-labels is issue 4's.
+ * label, followed by at least two labels) and lowercased; "DNS:" with an IPv4 literal is
+ * refused. email is a dot-atom local part @ a DNS name; URI needs a scheme and printable
+ * ASCII. Converting a non-ASCII name to A-labels is issue 4's (refused for now).
  * Errors: P11CA_E_INVALID_ARG naming the value and what is wrong.
  */
 P11CA_MUST_CHECK enum p11ca_err x509_san_parse(const char *text, GENERAL_NAME **out,
@@ -91,6 +99,11 @@ struct x509_cert_spec {
  * basicConstraints, keyUsage, extendedKeyUsage, subjectAltName (critical when the subject
  * is empty), subjectKeyIdentifier (SHA-1 of the key bits) and authorityKeyIdentifier
  * (keyIdentifier of the issuer's SKI). *tbs_der is i2d_re_X509_tbs of *tbs.
+ * basicConstraints is always present and critical. Refused as inconsistent: spec->alg that
+ * the issuer's key (the subject's own when self-signed) cannot make, keyCertSign without
+ * is_ca, unknown KU bits or EKU names, notAfter <= notBefore, an empty subject without
+ * SANs, a serial of 0 or over 20 DER octets. An issuer without SKI gets the SHA-1 of its
+ * key bits as AKI.
  * Errors: P11CA_E_INVALID_ARG (inconsistent spec), P11CA_E_NOMEM, P11CA_E_INTERNAL.
  */
 P11CA_MUST_CHECK enum p11ca_err x509_cert_tbs(const struct x509_cert_spec *spec, X509 **tbs,
@@ -98,8 +111,10 @@ P11CA_MUST_CHECK enum p11ca_err x509_cert_tbs(const struct x509_cert_spec *spec,
 					      struct p11ca_errmsg *em);
 
 /* Assemble Certificate ::= SEQUENCE { tbs, algorithm, BIT STRING sig } as DER (the bit
- * string with 0 unused bits, never trimmed). `tbs` is not modified.
- * Errors: P11CA_E_INVALID_ARG, P11CA_E_NOMEM, P11CA_E_INTERNAL. */
+ * string with 0 unused bits, never trimmed). `tbs` is not modified (its cached encoding is
+ * refreshed). *der is OPENSSL_free'd by the caller.
+ * Errors: P11CA_E_INVALID_ARG (sig_len 0 or > HSM_SIG_MAX, a TBS whose algorithm is none of
+ * hsm/algor.h's), P11CA_E_NOMEM, P11CA_E_INTERNAL. */
 P11CA_MUST_CHECK enum p11ca_err x509_cert_finish(X509 *tbs, const uint8_t *sig, size_t sig_len,
 						 uint8_t **der, size_t *der_len,
 						 struct p11ca_errmsg *em);
@@ -124,11 +139,13 @@ struct x509_crl_spec {
 };
 
 /* Build a v2 TBSCertList with the cRLNumber and authorityKeyIdentifier extensions and the
- * entries in the given order. Errors: as x509_cert_tbs. */
+ * entries in the given order. Reason codes 7 (unassigned), 8 (removeFromCRL: delta CRLs
+ * only) and > 10 are refused; invalidityDate is GeneralizedTime. Errors: as x509_cert_tbs. */
 P11CA_MUST_CHECK enum p11ca_err x509_crl_tbs(const struct x509_crl_spec *spec, X509_CRL **tbs,
 					     uint8_t **tbs_der, size_t *tbs_der_len,
 					     struct p11ca_errmsg *em);
 
+/* As x509_cert_finish, for CertificateList. */
 P11CA_MUST_CHECK enum p11ca_err x509_crl_finish(X509_CRL *tbs, const uint8_t *sig, size_t sig_len,
 						uint8_t **der, size_t *der_len,
 						struct p11ca_errmsg *em);
@@ -136,8 +153,10 @@ P11CA_MUST_CHECK enum p11ca_err x509_crl_finish(X509_CRL *tbs, const uint8_t *si
 /* ---- small helpers the engine and the CLI share ---------------------------------------- */
 
 /* PEM text of a DER certificate ("-----BEGIN CERTIFICATE-----…") or CRL appended to a
- * growing buffer of capacity cap; *len is updated. Errors: P11CA_E_INVALID_ARG (bad DER),
- * P11CA_E_PROTO_TOO_LARGE when it does not fit. */
+ * growing buffer of capacity cap; *len is updated. No NUL is added. `label` is 1..40
+ * capital letters, digits, spaces or '-'; the DER must be one SEQUENCE spanning der_len.
+ * Errors: P11CA_E_INVALID_ARG (bad DER or label), P11CA_E_PROTO_TOO_LARGE when it does not
+ * fit (nothing written, *len unchanged). */
 P11CA_MUST_CHECK enum p11ca_err x509_pem_append(const char *label, const uint8_t *der,
 						size_t der_len, uint8_t *out, size_t cap,
 						size_t *len, struct p11ca_errmsg *em);
