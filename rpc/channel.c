@@ -173,7 +173,8 @@ static void enqueue(struct chan *ch, void *in, bool notification)
 	struct chan_work *w = calloc(1, sizeof(*w));
 
 	pthread_mutex_lock(&ch->mu);
-	while (ch->q_len >= (size_t)ch->n_workers * CHAN_QUEUE_PER_WORKER &&
+	/* Sized from the spec, not n_workers: the reader may run before every worker started. */
+	while (ch->q_len >= (size_t)ch->spec.workers * CHAN_QUEUE_PER_WORKER &&
 	       ch->stop_err == P11CA_OK)
 		pthread_cond_wait(&ch->state_cv, &ch->mu);
 	if (w == NULL) {
@@ -277,7 +278,8 @@ static enum p11ca_err read_one(struct chan *ch, bool *eof, struct p11ca_errmsg *
 	}
 	err = rpc_frame_decode(ch->spec.in_fields, in, ch->spec.in_size, frame, &why);
 	if (err != P11CA_OK) {
-		p11ca_fail(em, err, "%s: the peer sent bytes that are not the expected message (%s)",
+		p11ca_fail(em, err,
+			   "%s: the peer sent bytes that are not the expected message (%s)",
 			   ch->spec.name, p11ca_errmsg_text(&why));
 		goto out;
 	}
