@@ -4,7 +4,7 @@
  * The parent loads and validates the file before it starts anything; each child loads the
  * same file again after exec (nothing but file descriptors crosses the exec). Unknown
  * sections or keys, bad values and missing required keys stop start-up with
- * "FILE:LINE: what is wrong" (P11CA_E_CONFIG). docs/p11cad.md lists every key; the file
+ * "FILE:LINE: what is wrong" (P11CA_E_CONFIG). docs/appliance.md lists every key (man page: docs/p11cad.8); the file
  * `p11cad init` writes carries the same text as comments.
  *
  * Relative paths are relative to state_dir. Sections:

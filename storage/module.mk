@@ -2,7 +2,7 @@
 LIBS += storage
 storage_SRCS := storage/store.c storage/mdb.c storage/schema.c storage/codec.c storage/ca.c \
                 storage/serial.c storage/cert.c storage/revoke.c storage/crl.c \
-                storage/audit.c \
+                storage/audit.c storage/lookup.c \
                 $(OUT)/gen/storage/records.pb.c
 PROTOS += storage/records.proto
 EXT_LIBS += -llmdb

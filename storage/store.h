@@ -436,4 +436,20 @@ P11CA_MUST_CHECK enum p11ca_err store_audit_list(struct store_txn *txn, uint64_t
 P11CA_MUST_CHECK enum p11ca_err store_audit_verify(struct store_txn *txn, uint64_t *first_bad_seq,
 						   struct p11ca_errmsg *em);
 
+/* ---- engine additions (appliance/engine): serial prefix lookup, storage/lookup.c ---- */
+
+/*
+ * Find the serials (any state: issued, intent or orphan) whose hex form starts with the
+ * first `nibbles` (1..40) hex digits of prefix_bytes, most significant nibble first (an odd
+ * last digit is the high nibble of its byte; the low nibble is ignored). At most `cap`
+ * matches are copied to out[] in serial order (out may be NULL when cap is 0); *n receives
+ * how many matched, counted up to cap + 1 only, which is enough to tell a unique prefix
+ * from an ambiguous one. Read or write transaction.
+ * Errors: P11CA_E_INVALID_ARG (NULL, nibbles out of range), the cursor's storage errors.
+ */
+P11CA_MUST_CHECK enum p11ca_err
+store_serial_find_prefix(struct store_txn *txn, const uint8_t *prefix_bytes, size_t nibbles,
+			 uint8_t (*out)[STORE_SERIAL_LEN], size_t cap, size_t *n,
+			 struct p11ca_errmsg *em);
+
 #endif

@@ -1,0 +1,15 @@
+# appliance/engine/: the engine process — CA logic, group commit, every RPC operation.
+LIBS += engine
+engine_SRCS := appliance/engine/engine.c appliance/engine/dispatch.c \
+               appliance/engine/commit.c appliance/engine/status.c \
+               appliance/engine/select.c appliance/engine/summary.c \
+               appliance/engine/issue.c appliance/engine/ca.c appliance/engine/cert.c \
+               appliance/engine/cert_list.c appliance/engine/crl.c \
+               appliance/engine/bootstrap.c
+
+UNIT_TESTS += appliance/engine/test_commit appliance/engine/test_status appliance/engine/test_select
+appliance/engine/test_commit_SRCS := storage/test_util.c
+appliance/engine/test_select_SRCS := storage/test_util.c
+
+UNIT_TESTS += appliance/engine/test_engine_softhsm
+appliance/engine/test_engine_softhsm_SRCS := tests/softhsm/fixture.c
