@@ -5,3 +5,9 @@ p11ca-bench-hsm_SRCS := tests/bench/hsm_bench.c tests/bench/hsm_report.c tests/b
 
 # Smoke test only: the benchmark runs and prints positive rates (no timing assertions).
 TEST_SCRIPTS += tests/bench/test_bench_quick.sh
+
+# Durable certificates/s through p11cad over RPC next to the bare C_Sign rate of the same
+# CA key; starts the p11cad built beside it.
+BENCHES += p11ca-bench-rpc
+p11ca-bench-rpc_SRCS := tests/bench/rpc_bench.c tests/bench/rpc_daemon.c tests/bench/rpc_load.c \
+                        tests/bench/rpc_bare.c tests/bench/rpc_report.c tests/bench/bench.c

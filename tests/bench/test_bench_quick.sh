@@ -2,6 +2,7 @@
 # Smoke test of p11ca-bench-hsm (not a benchmark, and no timing assertions): --quick runs on
 # a fresh SoftHSM2 token, prints the rates table with a positive rate in every cell, and
 # --markdown rewrites only the hsm section of a file, or creates the file with its intro.
+# Then the same for p11ca-bench-rpc, which starts the p11cad of the build under test.
 set -euo pipefail
 OUT=${OUT:-build}
 bin=$OUT/bin/p11ca-bench-hsm
@@ -70,4 +71,32 @@ if "$bin" --quick --module /nonexistent/libpkcs11.so >/dev/null 2>"$tmp/err"; th
 	fail "a missing module was accepted"
 fi
 grep -q 'not found' "$tmp/err" || fail "unclear error for a missing module: $(cat "$tmp/err")"
+
+# p11ca-bench-rpc, briefly, against the p11cad of this build: both tables complete with
+# positive numbers, and only the rpc section of the file rewritten.
+rpc=$OUT/bin/p11ca-bench-rpc
+"$rpc" --seconds 0.5 --markdown "$doc" >"$tmp/rpc.out" || fail "p11ca-bench-rpc exited with $?"
+cat "$tmp/rpc.out"
+# "| key | RPC certs/s | bare | hsm_sign | RPC/bare | target |" and "| key | p11cad CPU/cert |
+# client CPU/cert | CPUs busy | bare CPU/sig | hsm_sign CPU/sig |" both split into 8 fields.
+awk -F'|' '
+	/^\| (rsa2048|p256) \| / && NF == 8 {
+		rows++
+		for (i = 3; i <= 7; i++)
+			if (i < 7 || $7 !~ /—|≥/)
+				if ($i + 0 <= 0) { print "not a positive number: " $0; bad = 1 }
+	}
+	END { if (rows != 4) { print rows + 0 " rows, expected 4"; bad = 1 }; exit bad }
+' "$tmp/rpc.out" || fail "the rpc tables are incomplete"
+grep -q '^| rsa2048 | .* | ≥ 0.80: \(met\|\*\*missed\*\*\) |$' "$tmp/rpc.out" ||
+	fail "no verdict on the RSA-2048 target"
+for kept in '# Intro written by hand' "another benchmark's section" 'trailing notes' \
+	'| p256 | ecdsa-sha256 |' '## Issuance over RPC (p11cad)'; do
+	grep -qF -- "$kept" "$doc" || fail "'$kept' missing after the rpc run"
+done
+[ "$(grep -c 'bench:rpc:begin' "$doc")" -eq 1 ] || fail "rpc begin marker not exactly once"
+if "$rpc" --seconds 0.5 --p11cad /nonexistent/p11cad >/dev/null 2>"$tmp/err"; then
+	fail "a missing p11cad was accepted"
+fi
+grep -q 'build p11cad' "$tmp/err" || fail "unclear error for a missing p11cad: $(cat "$tmp/err")"
 echo "ok"
