@@ -86,7 +86,10 @@ static enum p11ca_err der_decode(const unsigned char *der, long der_len, X509_RE
 		err = p11ca_fail(em, P11CA_E_INVALID_ARG,
 				 "the CSR is followed by %ld extra bytes; send only the request",
 				 (long)(der + der_len - p));
-	else if ((again_len = i2d_X509_REQ(req, &again)) != der_len ||
+	/* i2d_X509_REQ alone would hand back the cached bytes as received: re-encode the
+	 * request info first, so BER inside it is caught too. */
+	else if (i2d_re_X509_REQ_tbs(req, NULL) <= 0 ||
+		 (again_len = i2d_X509_REQ(req, &again)) != der_len ||
 		 memcmp(again, der, (size_t)der_len) != 0)
 		err = p11ca_fail(em, P11CA_E_INVALID_ARG,
 				 "the CSR is not DER-encoded (BER or a non-canonical encoding)");

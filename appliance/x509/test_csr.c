@@ -240,6 +240,22 @@ static void test_csr_garbage(void **state)
 	ber[2] = 0x00;
 	memcpy(ber + 3, der + 2, len - 2);
 	expect_refused(ber, len + 1, "not DER");
+
+	/* BER inside the request info (its own length one byte longer than needed): the
+	 * check must re-encode, not compare OpenSSL's cached copy of the bytes received. */
+	assert_int_equal(der[3], 0x30);
+	assert_true(der[2] < 0xff);
+	size_t hdr = der[4] < 0x80 ? 2 : 3; /* 30 LL or 30 81 LL */
+	ber[0] = 0x30;
+	ber[1] = 0x81;
+	ber[2] = (uint8_t)(der[2] + 1);
+	ber[3] = 0x30;
+	ber[4] = (uint8_t)(hdr == 2 ? 0x81 : 0x82);
+	ber[5] = hdr == 2 ? der[4] : 0x00;
+	if (hdr == 3)
+		ber[6] = der[5];
+	memcpy(ber + 3 + hdr + 1, der + 3 + hdr, len - 3 - hdr);
+	expect_refused(ber, len + 1, "not DER");
 	OPENSSL_free(ber);
 	OPENSSL_free(longer);
 

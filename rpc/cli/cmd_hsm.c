@@ -6,6 +6,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -157,11 +160,23 @@ static int read_pin(struct cli *cli, const char *token, const char *pin_file,
 	quiet.c_lflag |= ICANON;
 	fprintf(cli->err, "User PIN for token %s: ", token[0] ? token : "(the only one)");
 	fflush(cli->err);
-	if (tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet) != 0)
+	/* No Ctrl-C, Ctrl-Z or SIGTERM while echo is off: the terminal must get it back. */
+	sigset_t block, saved;
+	sigemptyset(&block);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGTSTP);
+	sigaddset(&block, SIGQUIT);
+	sigaddset(&block, SIGHUP);
+	sigprocmask(SIG_BLOCK, &block, &saved);
+	if (tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet) != 0) {
+		sigprocmask(SIG_SETMASK, &saved, NULL);
 		return cli_error(cli, CLI_EX_IOERR, "cannot turn off the terminal's echo",
 				 strerror(errno), "use --pin-file");
+	}
 	int rc = read_pin_fd(cli, STDIN_FILENO, false, s, max);
 	(void)tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+	sigprocmask(SIG_SETMASK, &saved, NULL);
 	fputc('\n', cli->err);
 	return rc;
 }
@@ -182,6 +197,10 @@ static int run_hsm_activate(struct cli *cli, const struct cli_args *a)
 	const char *token = cli_arg(cli->cmd, a, "token");
 	int rc;
 
+	/* The PIN passes through this process's heap and TLS buffers: no core file, no
+	 * ptrace by other users' tools, whatever happens next. */
+	(void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	(void)setrlimit(RLIMIT_CORE, &(struct rlimit){0, 0});
 	rr = cli_rr_new(cli, p11ca_v1_Request_hsm_activate_tag);
 	if (rr == NULL)
 		return CLI_EX_SOFTWARE;
