@@ -7,14 +7,26 @@
  * it. The wrapper's algorithm is the TBS's own signature AlgorithmIdentifier, found by
  * walking the DER: X509_CRL has no accessor for the inner one in OpenSSL 3.0, while the
  * outer one is X509_CRL_get0_signature.
+ *
+ * Certificates are the hot path (one check per issued certificate), so two costs of that
+ * approach are avoided there, both dominated by OpenSSL 3.0's public-key decoding:
+ *   - a TBSCertificate is parsed with a template that is X509_CINF's field for field, but
+ *     keeps the SubjectPublicKeyInfo as its two raw fields instead of decoding the key
+ *     (d2i_X509 ignores a key that does not decode, so both accept the same DER);
+ *   - the issuer certificate, the same few bytes on every call, is parsed and compared with
+ *     the HSM key once, and the verdict kept in a small cache (below).
  */
 #include "hsm/signer_check.h"
 
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/asn1.h>
+#include <openssl/asn1t.h>
 #include <openssl/err.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include "common/buf.h"
 #include "hsm/algor.h"
@@ -134,6 +146,75 @@ static enum p11ca_err wrap_tbs(const uint8_t *tbs, size_t tbs_len, const struct 
 	return P11CA_OK;
 }
 
+/* SubjectPublicKeyInfo as X509_PUBKEY parses it, minus the decoding of the key. */
+typedef struct {
+	X509_ALGOR *algor;
+	ASN1_BIT_STRING *public_key;
+} TBS_SPKI;
+
+ASN1_SEQUENCE(TBS_SPKI) =
+	{
+		ASN1_SIMPLE(TBS_SPKI, algor, X509_ALGOR),
+		ASN1_SIMPLE(TBS_SPKI, public_key, ASN1_BIT_STRING),
+} static_ASN1_SEQUENCE_END(TBS_SPKI)
+
+	/* TBSCertificate: OpenSSL 3.0's X509_CINF template with TBS_SPKI for X509_PUBKEY. */
+	typedef struct {
+	ASN1_INTEGER *version;
+	ASN1_INTEGER *serial;
+	X509_ALGOR *signature;
+	X509_NAME *issuer;
+	X509_VAL *validity;
+	X509_NAME *subject;
+	TBS_SPKI *key;
+	ASN1_BIT_STRING *issuer_uid;
+	ASN1_BIT_STRING *subject_uid;
+	STACK_OF(X509_EXTENSION) * extensions;
+} TBS_CERT;
+
+ASN1_SEQUENCE(TBS_CERT) =
+	{
+		ASN1_EXP_OPT(TBS_CERT, version, ASN1_INTEGER, 0),
+		ASN1_SIMPLE(TBS_CERT, serial, ASN1_INTEGER),
+		ASN1_SIMPLE(TBS_CERT, signature, X509_ALGOR),
+		ASN1_SIMPLE(TBS_CERT, issuer, X509_NAME),
+		ASN1_SIMPLE(TBS_CERT, validity, X509_VAL),
+		ASN1_SIMPLE(TBS_CERT, subject, X509_NAME),
+		ASN1_SIMPLE(TBS_CERT, key, TBS_SPKI),
+		ASN1_IMP_OPT(TBS_CERT, issuer_uid, ASN1_BIT_STRING, 1),
+		ASN1_IMP_OPT(TBS_CERT, subject_uid, ASN1_BIT_STRING, 2),
+		ASN1_EXP_SEQUENCE_OF_OPT(TBS_CERT, extensions, X509_EXTENSION, 3),
+} static_ASN1_SEQUENCE_END(TBS_CERT)
+
+	/* Exactly one TBSCertificate in [tbs, tbs + len), NULL otherwise. Beyond the template, the
+	 * fields must fit the version (RFC 5280 4.1.2.8, 4.1.2.9), which newer OpenSSL releases
+	 * enforce in d2i_X509 too: refusing here is never wrong for a TBS the engine built. */
+	static TBS_CERT
+	* tbs_cert_parse(const uint8_t *tbs, size_t len)
+{
+	const unsigned char *p = tbs;
+	TBS_CERT *c = (TBS_CERT *)ASN1_item_d2i(NULL, &p, (long)len, ASN1_ITEM_rptr(TBS_CERT));
+	long version = 0;
+
+	if (c == NULL)
+		return NULL;
+	if (c->version != NULL)
+		version = ASN1_INTEGER_get(c->version);
+	if (p != tbs + len || version < 0 || version > 2 ||
+	    ((c->issuer_uid != NULL || c->subject_uid != NULL) && version < 1) ||
+	    (c->extensions != NULL && version < 2)) {
+		ASN1_item_free((ASN1_VALUE *)c, ASN1_ITEM_rptr(TBS_CERT));
+		return NULL;
+	}
+	return c;
+}
+
+static void tbs_cert_free(TBS_CERT **c)
+{
+	ASN1_item_free((ASN1_VALUE *)*c, ASN1_ITEM_rptr(TBS_CERT));
+	*c = NULL;
+}
+
 /* A name for a message, RFC 2253, truncated to fit. */
 static void name_str(const X509_NAME *name, char *dst, size_t size)
 {
@@ -155,16 +236,152 @@ static const char *ossl_reason(void)
 	return r != NULL ? r : "malformed DER";
 }
 
+/*
+ * The issuer-certificate cache. An entry is the issuer certificate's exact DER bytes (compared
+ * in full, not by a hash) together with the HSM key it was checked against, the parsed
+ * certificate and whether its public key is that key. The key is held by pointer with a
+ * reference taken, so while the entry lives no other key can appear at that address; the
+ * signer keeps one EVP_PKEY per key URI for the life of the process. Only certificates that
+ * parsed are kept: a refusal for bad bytes is recomputed each time.
+ */
+#define ISSUER_CACHE	 8
+#define ISSUER_CACHE_DER (64 * 1024) /* larger issuer certificates are checked, not kept */
+
+struct issuer_entry {
+	EVP_PKEY *key; /* NULL: the slot is free */
+	uint8_t *der;
+	size_t der_len;
+	X509 *cert;
+	bool key_ok;
+	const char *problem; /* why the certificate cannot be a signing CA's; NULL: none */
+	uint64_t used;
+};
+
+static struct {
+	pthread_mutex_t lock;
+	struct issuer_entry e[ISSUER_CACHE];
+	uint64_t clock;
+} issuers = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+/* What check_issuer decides on: the TBS's issuer against the CA's subject, and the key. */
+struct issuer_verdict {
+	bool name_ok, key_ok;
+	const char *problem; /* static text, see issuer_problem */
+	uint32_t key_usage;  /* X509_get_key_usage: UINT32_MAX when unrestricted */
+	char subject[160];   /* the CA's subject when !name_ok, for the message */
+};
+
+static void verdict_of(X509 *ca, bool key_ok, const char *problem, const X509_NAME *name,
+		       struct issuer_verdict *v)
+{
+	v->name_ok = X509_NAME_cmp(name, X509_get_subject_name(ca)) == 0;
+	v->key_ok = key_ok;
+	v->problem = problem;
+	v->key_usage = X509_get_key_usage(ca);
+	v->subject[0] = '\0';
+	if (!v->name_ok)
+		name_str(X509_get_subject_name(ca), v->subject, sizeof(v->subject));
+}
+
+static struct issuer_entry *issuer_find(const uint8_t *der, size_t der_len, EVP_PKEY *key)
+{
+	for (size_t i = 0; i < ISSUER_CACHE; i++) {
+		struct issuer_entry *e = &issuers.e[i];
+		if (e->key == key && e->der_len == der_len && memcmp(e->der, der, der_len) == 0)
+			return e;
+	}
+	return NULL;
+}
+
+/* The verdict for a cached issuer certificate; false when it is not cached. The comparison
+ * runs under the lock, so the shared X509 is only read while no entry can be replaced. */
+static bool issuer_cached(const uint8_t *der, size_t der_len, EVP_PKEY *key, const X509_NAME *name,
+			  struct issuer_verdict *v)
+{
+	pthread_mutex_lock(&issuers.lock);
+	struct issuer_entry *e = issuer_find(der, der_len, key);
+	if (e != NULL) {
+		e->used = ++issuers.clock;
+		verdict_of(e->cert, e->key_ok, e->problem, name, v);
+	}
+	pthread_mutex_unlock(&issuers.lock);
+	return e != NULL;
+}
+
+static void issuer_entry_clear(struct issuer_entry *e)
+{
+	EVP_PKEY_free(e->key);
+	X509_free(e->cert);
+	free(e->der);
+	memset(e, 0, sizeof(*e));
+}
+
+/* Keep a checked issuer certificate, replacing the least recently used entry. Takes *ca
+ * (sets it to NULL) when it is kept. Failing to cache only costs the next call a parse. */
+static void issuer_keep(const uint8_t *der, size_t der_len, EVP_PKEY *key, X509 **ca, bool key_ok,
+			const char *problem)
+{
+	uint8_t *copy = NULL;
+
+	if (der_len > ISSUER_CACHE_DER || (copy = malloc(der_len)) == NULL)
+		return;
+	memcpy(copy, der, der_len);
+	pthread_mutex_lock(&issuers.lock);
+	struct issuer_entry *slot = issuer_find(der, der_len, key);
+	if (slot != NULL) { /* another thread kept it first */
+		free(copy);
+		goto out;
+	}
+	slot = &issuers.e[0];
+	for (size_t i = 1; i < ISSUER_CACHE && slot->key != NULL; i++)
+		if (issuers.e[i].key == NULL || issuers.e[i].used < slot->used)
+			slot = &issuers.e[i];
+	if (EVP_PKEY_up_ref(key) != 1) {
+		free(copy);
+		goto out;
+	}
+	issuer_entry_clear(slot);
+	*slot = (struct issuer_entry){.key = key,
+				      .der = copy,
+				      .der_len = der_len,
+				      .cert = *ca,
+				      .key_ok = key_ok,
+				      .problem = problem,
+				      .used = ++issuers.clock};
+	*ca = NULL;
+out:
+	pthread_mutex_unlock(&issuers.lock);
+}
+
 /* The issuer `name` of the TBS must be the subject of the CA's certificate, whose key must
  * be the HSM key: otherwise this key would sign in another CA's name. */
-static enum p11ca_err check_issuer(const X509_NAME *name, const uint8_t *der, size_t der_len,
-				   EVP_PKEY *key_pub, struct p11ca_errmsg *em)
+/* Whether a certificate whose key is the HSM key may act as the issuing CA: it must be a
+ * CA certificate, and a self-issued one (a root) must carry a valid signature by that very
+ * key, so a made-up "issuer certificate" with another CA's name is not enough. An
+ * intermediate's signature is by its parent, whose key the signer cannot tell apart from
+ * any other on the token: the engine's records vouch for it. NULL when it may. */
+static const char *issuer_problem(X509 *ca, EVP_PKEY *key_pub)
+{
+	if (X509_check_ca(ca) < 1)
+		return "the issuer certificate is not a CA certificate (basicConstraints cA)";
+	if (X509_NAME_cmp(X509_get_subject_name(ca), X509_get_issuer_name(ca)) == 0 &&
+	    X509_verify(ca, key_pub) != 1)
+		return "the self-issued issuer certificate is not signed by the HSM key";
+	return NULL;
+}
+
+static enum p11ca_err check_issuer(enum signer_tbs_kind kind, const X509_NAME *name,
+				   const uint8_t *der, size_t der_len, EVP_PKEY *key_pub,
+				   struct p11ca_errmsg *em)
 {
 	const unsigned char *p = der;
 	X509 *ca = NULL;
-	char want[160], got[160];
+	struct issuer_verdict v;
+	char got[160];
 	enum p11ca_err err = P11CA_OK;
 
+	if (der_len <= TBS_MAX && issuer_cached(der, der_len, key_pub, name, &v))
+		goto verdict;
 	if (der_len > TBS_MAX || (ca = d2i_X509(NULL, &p, (long)der_len)) == NULL ||
 	    p != der + der_len) {
 		err = p11ca_fail(
@@ -174,20 +391,35 @@ static enum p11ca_err check_issuer(const X509_NAME *name, const uint8_t *der, si
 			ca == NULL ? ossl_reason() : "trailing bytes");
 		goto out;
 	}
-	if (X509_NAME_cmp(name, X509_get_subject_name(ca)) != 0) {
+	EVP_PKEY *ca_pub = X509_get0_pubkey(ca);
+	bool key_ok = ca_pub != NULL && EVP_PKEY_eq(ca_pub, key_pub) == 1;
+	const char *problem = key_ok ? issuer_problem(ca, key_pub) : NULL;
+	verdict_of(ca, key_ok, problem, name, &v);
+	issuer_keep(der, der_len, key_pub, &ca, key_ok, problem);
+verdict:
+	if (!v.name_ok) {
 		name_str(name, got, sizeof(got));
-		name_str(X509_get_subject_name(ca), want, sizeof(want));
 		err = p11ca_fail(em, P11CA_E_POLICY,
 				 "refused to sign: the TBS's issuer '%s' is not the CA's subject "
 				 "'%s'",
-				 got, want);
+				 got, v.subject);
 		goto out;
 	}
-	EVP_PKEY *ca_pub = X509_get0_pubkey(ca);
-	if (ca_pub == NULL || EVP_PKEY_eq(ca_pub, key_pub) != 1) {
+	if (!v.key_ok) {
 		err = p11ca_fail(em, P11CA_E_POLICY,
 				 "refused to sign: the issuer certificate's public key is not the "
 				 "public key of the HSM key asked to sign; check the CA's key URI");
+		goto out;
+	}
+	if (v.problem != NULL) {
+		err = p11ca_fail(em, P11CA_E_POLICY, "refused to sign: %s", v.problem);
+		goto out;
+	}
+	uint32_t need = kind == SIGNER_TBS_CRL ? KU_CRL_SIGN : KU_KEY_CERT_SIGN;
+	if ((v.key_usage & need) == 0) {
+		err = p11ca_fail(em, P11CA_E_POLICY,
+				 "refused to sign: the issuer certificate's keyUsage lacks %s",
+				 kind == SIGNER_TBS_CRL ? "cRLSign" : "keyCertSign");
 		goto out;
 	}
 out:
@@ -196,25 +428,34 @@ out:
 }
 
 /* A TBS with no issuer certificate is only acceptable as the CA's own root: self-issued,
- * certifying the very key that signs it. */
-static enum p11ca_err check_self_signed(X509 *x, EVP_PKEY *key_pub, struct p11ca_errmsg *em)
+ * certifying the very key that signs it. Rare (a CA's creation), so the key is decoded. */
+static enum p11ca_err check_self_signed(const TBS_CERT *c, EVP_PKEY *key_pub,
+					struct p11ca_errmsg *em)
 {
 	char issuer[160], subject[160];
+	unsigned char *spki = NULL;
+	EVP_PKEY *pub = NULL;
+	enum p11ca_err err = P11CA_OK;
 
-	if (X509_NAME_cmp(X509_get_issuer_name(x), X509_get_subject_name(x)) != 0) {
-		name_str(X509_get_issuer_name(x), issuer, sizeof(issuer));
-		name_str(X509_get_subject_name(x), subject, sizeof(subject));
+	if (X509_NAME_cmp(c->issuer, c->subject) != 0) {
+		name_str(c->issuer, issuer, sizeof(issuer));
+		name_str(c->subject, subject, sizeof(subject));
 		return p11ca_fail(em, P11CA_E_POLICY,
 				  "refused to sign: no issuer certificate was given, but the TBS "
 				  "is not self-issued (issuer '%s', subject '%s')",
 				  issuer, subject);
 	}
-	EVP_PKEY *pub = X509_get0_pubkey(x);
+	int n = ASN1_item_i2d((ASN1_VALUE *)c->key, &spki, ASN1_ITEM_rptr(TBS_SPKI));
+	const unsigned char *p = spki;
+	if (n > 0)
+		pub = d2i_PUBKEY(NULL, &p, n);
 	if (pub == NULL || EVP_PKEY_eq(pub, key_pub) != 1)
-		return p11ca_fail(em, P11CA_E_POLICY,
-				  "refused to sign: a self-signed certificate must certify the "
-				  "HSM key that signs it, and this TBS carries another public key");
-	return P11CA_OK;
+		err = p11ca_fail(em, P11CA_E_POLICY,
+				 "refused to sign: a self-signed certificate must certify the "
+				 "HSM key that signs it, and this TBS carries another public key");
+	EVP_PKEY_free(pub);
+	OPENSSL_free(spki);
+	return err;
 }
 
 static enum p11ca_err check_alg(const X509_ALGOR *algor, enum hsm_key_type key_type,
@@ -242,7 +483,7 @@ enum p11ca_err signer_check_tbs(enum signer_tbs_kind kind, const uint8_t *tbs, s
 	const char *what = kind == SIGNER_TBS_CRL ? "TBSCertList" : "TBSCertificate";
 	struct p11ca_buf *wrapped = NULL;
 	struct der_elem algid;
-	X509 *x = NULL;
+	TBS_CERT *cert = NULL;
 	X509_CRL *crl = NULL;
 	enum p11ca_err err = P11CA_OK;
 
@@ -255,28 +496,30 @@ enum p11ca_err signer_check_tbs(enum signer_tbs_kind kind, const uint8_t *tbs, s
 	if (tbs_len > TBS_MAX || tbs_sigalg(kind, tbs, tbs_len, &algid) != 0)
 		return p11ca_fail(em, P11CA_E_POLICY, "refused to sign: the TBS is not one DER %s",
 				  what);
-	err = wrap_tbs(tbs, tbs_len, &algid, &wrapped, em);
-	if (err != P11CA_OK)
-		return err;
 
-	const unsigned char *p = p11ca_buf_ptr(wrapped);
-	const unsigned char *end = p + p11ca_buf_len(wrapped);
 	const X509_ALGOR *sigalg = NULL;
 	const X509_NAME *issuer = NULL;
+	bool whole = false; /* parsed with nothing left over */
 	if (kind == SIGNER_TBS_CERTIFICATE) {
-		x = d2i_X509(NULL, &p, (long)p11ca_buf_len(wrapped));
-		if (x != NULL) {
-			issuer = X509_get_issuer_name(x);
-			sigalg = X509_get0_tbs_sigalg(x);
+		cert = tbs_cert_parse(tbs, tbs_len);
+		if (cert != NULL) {
+			issuer = cert->issuer;
+			sigalg = cert->signature;
+			whole = true;
 		}
 	} else {
+		err = wrap_tbs(tbs, tbs_len, &algid, &wrapped, em);
+		if (err != P11CA_OK)
+			goto out;
+		const unsigned char *p = p11ca_buf_ptr(wrapped);
 		crl = d2i_X509_CRL(NULL, &p, (long)p11ca_buf_len(wrapped));
 		if (crl != NULL) {
 			issuer = X509_CRL_get_issuer(crl);
 			X509_CRL_get0_signature(crl, NULL, &sigalg);
+			whole = p == p11ca_buf_ptr(wrapped) + p11ca_buf_len(wrapped);
 		}
 	}
-	if (issuer == NULL || sigalg == NULL || p != end) {
+	if (issuer == NULL || sigalg == NULL || !whole) {
 		err = p11ca_fail(em, P11CA_E_POLICY,
 				 "refused to sign: the TBS is not a valid %s (%s)", what,
 				 ossl_reason());
@@ -287,9 +530,9 @@ enum p11ca_err signer_check_tbs(enum signer_tbs_kind kind, const uint8_t *tbs, s
 	if (err != P11CA_OK)
 		goto out;
 	if (issuer_cert_len > 0)
-		err = check_issuer(issuer, issuer_cert, issuer_cert_len, key_pub, em);
+		err = check_issuer(kind, issuer, issuer_cert, issuer_cert_len, key_pub, em);
 	else if (kind == SIGNER_TBS_CERTIFICATE)
-		err = check_self_signed(x, key_pub, em);
+		err = check_self_signed(cert, key_pub, em);
 	else
 		err = p11ca_fail(em, P11CA_E_POLICY,
 				 "refused to sign: a CRL needs the issuing CA's certificate");
@@ -297,7 +540,7 @@ out:
 	if (err != P11CA_OK)
 		*alg = HSM_SIG_UNSPECIFIED;
 	ERR_clear_error();
-	X509_free(x);
+	tbs_cert_free(&cert);
 	X509_CRL_free(crl);
 	p11ca_buf_free(&wrapped);
 	return err;

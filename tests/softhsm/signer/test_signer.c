@@ -604,6 +604,36 @@ static void test_refusals(void **state)
 	X509_free(x);
 	OPENSSL_free(tbs);
 
+	/* A made-up "issuer certificate": the CA's name and the HSM key's public key, but
+	 * signed by someone else. Knowing a CA's public key must not be enough. */
+	X509 *forged = t_cert_new("Signer Root RSA", "Signer Root RSA", S.keys[K_RSA].pub, 9, true);
+	assert_true(X509_sign(forged, soft, EVP_sha256()) > 0);
+	struct signed_der fake = {NULL, 0};
+	int fake_len = i2d_X509(forged, &fake.der);
+	assert_true(fake_len > 0);
+	fake.len = (size_t)fake_len;
+	x = t_cert_new("Sub", "Signer Root RSA", soft, 10, false);
+	assert_int_equal(t_cert_tbs(x, HSM_SIG_RSA_PKCS1_SHA256, &tbs, &tbs_len), 0);
+	refused(r, K_RSA, SIGNER_TBS_CERTIFICATE, tbs, tbs_len, &fake, "not signed by the HSM key");
+	X509_free(x);
+	OPENSSL_free(tbs);
+	OPENSSL_free(fake.der);
+	X509_free(forged);
+	/* An issuer certificate for the HSM key that is no CA certificate. */
+	forged = t_cert_new("Signer Leaf", "Signer Root RSA", S.keys[K_RSA].pub, 11, false);
+	assert_true(X509_sign(forged, soft, EVP_sha256()) > 0);
+	fake = (struct signed_der){NULL, 0};
+	fake_len = i2d_X509(forged, &fake.der);
+	assert_true(fake_len > 0);
+	fake.len = (size_t)fake_len;
+	x = t_cert_new("Sub", "Signer Leaf", soft, 12, false);
+	assert_int_equal(t_cert_tbs(x, HSM_SIG_RSA_PKCS1_SHA256, &tbs, &tbs_len), 0);
+	refused(r, K_RSA, SIGNER_TBS_CERTIFICATE, tbs, tbs_len, &fake, "not a CA certificate");
+	X509_free(x);
+	OPENSSL_free(tbs);
+	OPENSSL_free(fake.der);
+	X509_free(forged);
+
 	/* A self-signed TBS for a key that is not the HSM key. */
 	x = t_cert_new("Signer Root", "Signer Root", soft, 4, true);
 	assert_int_equal(t_cert_tbs(x, HSM_SIG_RSA_PKCS1_SHA256, &tbs, &tbs_len), 0);
