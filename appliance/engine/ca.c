@@ -147,7 +147,7 @@ enum p11ca_err engine_ca_create(struct engine *eng, const struct engine_ca_init 
 			err = p11ca_fail(em, exists, "%s", p11ca_errmsg_text(&ignored));
 	}
 	if (err == P11CA_OK && in->parent != NULL && in->parent[0] != '\0') {
-		err = engine_ca_select(txn, in->parent, parent, em);
+		err = engine_ca_select(&eng->ca_cache, txn, in->parent, parent, em);
 		if (err == P11CA_OK)
 			err = parent_check(parent, in, &path_length, em);
 	}
@@ -399,7 +399,7 @@ enum p11ca_err engine_op_ca_view(struct engine_call *c, p11ca_v1_Request *req,
 		return p11ca_fail(em, P11CA_E_NOMEM, "out of memory");
 	enum p11ca_err err = store_txn_begin(c->eng->st, STORE_TXN_READ, &txn, em);
 	if (err == P11CA_OK)
-		err = engine_ca_select(txn, req->op.ca_view.ca, ca, em);
+		err = engine_ca_select(&c->eng->ca_cache, txn, req->op.ca_view.ca, ca, em);
 	if (err == P11CA_OK)
 		err = engine_ca_summary(c->eng, txn, ca, &out->ca, em);
 	/* A walk over the CA's certificates: fine for the thousands a view is for. */
@@ -440,7 +440,7 @@ enum p11ca_err engine_op_ca_export(struct engine_call *c, p11ca_v1_Request *req,
 		return p11ca_fail(em, P11CA_E_NOMEM, "out of memory");
 	err = store_txn_begin(c->eng->st, STORE_TXN_READ, &txn, em);
 	if (err == P11CA_OK)
-		err = engine_ca_select(txn, r->ca, ca, em);
+		err = engine_ca_select(&c->eng->ca_cache, txn, r->ca, ca, em);
 	if (err == P11CA_OK && ca->rec.cert_der_len == 0)
 		err = p11ca_fail(em, P11CA_E_POLICY, "CA %s has no certificate yet", ca->rec.name);
 	if (err != P11CA_OK)

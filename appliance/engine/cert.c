@@ -123,7 +123,7 @@ static enum p11ca_err sign_validate(struct engine_call *c, const p11ca_v1_CertSi
 		return p11ca_fail(em, P11CA_E_POLICY, "CA %s is not active: it cannot issue",
 				  ca->rec.name);
 	int64_t now = engine_now();
-	int64_t ca_end = engine_asn1_time(X509_get0_notAfter(ca->cert));
+	int64_t ca_end = ca->not_after;
 	if (ca_end <= now)
 		return p11ca_fail(em, P11CA_E_POLICY, "CA %s has expired: it cannot issue",
 				  ca->rec.name);
@@ -179,19 +179,18 @@ enum p11ca_err engine_op_cert_sign(struct engine_call *c, p11ca_v1_Request *req,
 	const p11ca_v1_CertSignRequest *r = &req->op.cert_sign;
 	p11ca_v1_CertSignResponse *out = &resp->result.cert_sign;
 	struct engine_ca *ca = OPENSSL_zalloc(sizeof(*ca));
-	struct store_cert *cert = OPENSSL_zalloc(sizeof(*cert));
 	struct store_txn *txn = NULL;
 	struct sign_plan plan = {0};
 	struct engine_issue is = {0};
 	enum p11ca_err err;
 
-	if (ca == NULL || cert == NULL) {
+	if (ca == NULL) {
 		err = p11ca_fail(em, P11CA_E_NOMEM, "out of memory");
 		goto out;
 	}
 	err = store_txn_begin(c->eng->st, STORE_TXN_READ, &txn, em);
 	if (err == P11CA_OK)
-		err = engine_ca_select(txn, r->ca, ca, em);
+		err = engine_ca_select(&c->eng->ca_cache, txn, r->ca, ca, em);
 	store_txn_abort(&txn);
 	if (err == P11CA_OK)
 		err = sign_validate(c, r, ca, &plan, em);
@@ -231,14 +230,9 @@ enum p11ca_err engine_op_cert_sign(struct engine_call *c, p11ca_v1_Request *req,
 	err = engine_issue_run(c->eng, &is, em);
 	if (err != P11CA_OK)
 		goto out;
-	/* Summarise what was stored, not what was planned. */
-	memcpy(cert->serial, is.serial, STORE_SERIAL_LEN);
-	memcpy(cert->der, is.der, is.der_len);
-	cert->der_len = is.der_len;
-	cert->ca_id = ca->rec.id;
-	cert->not_after = is.not_after;
-	snprintf(cert->profile, sizeof(cert->profile), "%s", pr->name);
-	err = engine_cert_summary(cert, ca->rec.name, &out->cert, em);
+	/* The TBS was built from spec and storage checked the DER against it: summarise from
+	 * spec rather than parse the certificate back (~0.1 ms per issuance). */
+	err = engine_cert_summary_issued(is.serial, &spec, pr->name, ca->rec.name, &out->cert, em);
 	if (err != P11CA_OK)
 		goto out;
 	out->has_cert = true;
@@ -249,7 +243,6 @@ out:
 	sign_plan_clear(&plan);
 	engine_ca_clear(ca);
 	OPENSSL_free(ca);
-	OPENSSL_free(cert);
 	return err;
 }
 

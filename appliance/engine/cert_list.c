@@ -97,7 +97,7 @@ enum p11ca_err engine_op_cert_list(struct engine_call *c, p11ca_v1_Request *req,
 	if (err != P11CA_OK)
 		goto out;
 	if (r->ca[0] != '\0') {
-		err = engine_ca_select(txn, r->ca, ca, em);
+		err = engine_ca_select(&c->eng->ca_cache, txn, r->ca, ca, em);
 		if (err == P11CA_OK && after != NULL && after_ca != ca->rec.id)
 			err = p11ca_fail(em, P11CA_E_INVALID_ARG,
 					 "the page token belongs to another listing: start over");
@@ -216,7 +216,7 @@ enum p11ca_err engine_op_cert_revoke(struct engine_call *c, p11ca_v1_Request *re
 				 "serial %s has no certificate to revoke (orphaned or in progress)",
 				 r->serial);
 	if (err == P11CA_OK)
-		err = engine_ca_load(txn, info.ca_id, ca, em);
+		err = engine_ca_load(&c->eng->ca_cache, txn, info.ca_id, ca, em);
 	store_txn_abort(&txn);
 	if (err != P11CA_OK)
 		goto out;

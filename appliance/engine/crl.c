@@ -222,7 +222,7 @@ enum p11ca_err engine_op_crl_get(struct engine_call *c, p11ca_v1_Request *req,
 		return p11ca_fail(em, P11CA_E_INVALID_ARG, "unknown CRL scope or format");
 	err = store_txn_begin(c->eng->st, STORE_TXN_READ, &txn, em);
 	if (err == P11CA_OK)
-		err = engine_ca_select(txn, r->ca, &ca, em);
+		err = engine_ca_select(&c->eng->ca_cache, txn, r->ca, &ca, em);
 	store_txn_abort(&txn);
 	if (err != P11CA_OK)
 		goto out;

@@ -262,6 +262,7 @@ enum p11ca_err engine_run(const struct p11cad_config *cfg, const struct engine_f
 
 	pthread_mutex_init(&eng.lock, NULL);
 	pthread_mutex_init(&eng.crl_lock, NULL);
+	engine_ca_cache_init(&eng.ca_cache);
 	eng.state = p11ca_control_v1_EngineState_ENGINE_STATE_STARTING;
 	snprintf(eng.state_text, sizeof(eng.state_text), "starting");
 
@@ -397,6 +398,7 @@ out:
 		close(wake[1]);
 	if (fds->stop >= 0)
 		close(fds->stop);
+	engine_ca_cache_destroy(&eng.ca_cache);
 	pthread_mutex_destroy(&eng.crl_lock);
 	pthread_mutex_destroy(&eng.lock);
 	return err;

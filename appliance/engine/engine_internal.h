@@ -32,6 +32,28 @@
 #define ENGINE_PAGE_MAX	      32
 #define ENGINE_DAY	      86400
 
+/* ---- ca_cache.c: parsed CA certificates, shared by the workers ---------------------- */
+
+#define ENGINE_CA_CACHE_SLOTS 8
+
+struct engine_ca_cache_slot {
+	uint32_t id;  /* the CA record's id */
+	uint8_t *der; /* the DER cert was parsed from: a hit needs the record to hold it */
+	size_t der_len;
+	X509 *cert; /* NULL: the slot is empty */
+	enum hsm_key_type key_type;
+	enum hsm_sig_alg alg;
+	int64_t not_after;
+	uint64_t used; /* cache->tick at the last use (least recently used goes first) */
+};
+
+struct engine_ca_cache {
+	pthread_mutex_t lock; /* everything below */
+	uint64_t tick;
+	unsigned long hits, misses;
+	struct engine_ca_cache_slot slot[ENGINE_CA_CACHE_SLOTS];
+};
+
 struct engine {
 	const struct p11cad_config *cfg;
 	const struct p11ca_logger *log;
@@ -44,6 +66,7 @@ struct engine {
 	pthread_mutex_t crl_lock; /* one CRL generation at a time: numbers stay in order */
 	p11ca_control_v1_EngineState state;
 	char state_text[256];
+	struct engine_ca_cache ca_cache; /* has its own lock */
 };
 
 /* One forwarded call, as the handlers see it. */
@@ -93,10 +116,22 @@ P11CA_MUST_CHECK enum p11ca_err engine_audit(struct engine *eng, const char *eve
 /* A CA as the handlers use it: the record plus its parsed certificate. */
 struct engine_ca {
 	struct store_ca rec;
-	X509 *cert; /* NULL while PENDING */
+	X509 *cert; /* NULL while PENDING; may be shared with the CA cache: never modify */
 	enum hsm_key_type key_type;
 	enum hsm_sig_alg alg; /* the default of key_type */
+	int64_t not_after;    /* of cert (0 while PENDING) */
 };
+
+void engine_ca_cache_init(struct engine_ca_cache *cache);
+/* Free every entry (X509s still referenced by callers stay valid). NULL-safe. */
+void engine_ca_cache_destroy(struct engine_ca_cache *cache);
+/* When cache (may be NULL) holds a parse of exactly ca->rec's id and certificate DER, fill
+ * ca->cert (a reference of its own), key_type, alg, not_after and return true. */
+bool engine_ca_cache_get(struct engine_ca_cache *cache, struct engine_ca *ca);
+/* Remember ca's parse (takes its own references; nothing on a failed allocation). */
+void engine_ca_cache_put(struct engine_ca_cache *cache, const struct engine_ca *ca);
+void engine_ca_cache_counters(struct engine_ca_cache *cache, unsigned long *hits,
+			      unsigned long *misses);
 
 /* Parse hex digits (colons allowed between bytes, any case) into bytes, high nibble first.
  * Errors: P11CA_E_INVALID_ARG (empty, not hex, more than cap * 2 digits). */
@@ -104,14 +139,23 @@ P11CA_MUST_CHECK enum p11ca_err engine_hex_parse(const char *text, uint8_t *out,
 						 size_t *nibbles, struct p11ca_errmsg *em);
 void engine_hex_format(const uint8_t *bytes, size_t len, char *out /* 2 * len + 1 */);
 
-/* CA by exact name, else by a unique prefix of its certificate's serial.
+/* CA by exact name, else by a unique prefix of its certificate's serial. cache (may be
+ * NULL) serves and keeps the parse of the certificate.
  * Errors: P11CA_E_STORAGE_NOT_FOUND, P11CA_E_INVALID_ARG (ambiguous: lists candidates). */
-P11CA_MUST_CHECK enum p11ca_err engine_ca_select(struct store_txn *txn, const char *sel,
+P11CA_MUST_CHECK enum p11ca_err engine_ca_select(struct engine_ca_cache *cache,
+						 struct store_txn *txn, const char *sel,
 						 struct engine_ca *out, struct p11ca_errmsg *em);
-/* Load a CA by id (parses the certificate; computes key type and algorithm). */
-P11CA_MUST_CHECK enum p11ca_err engine_ca_load(struct store_txn *txn, uint32_t id,
-					       struct engine_ca *out, struct p11ca_errmsg *em);
-/* Fill key_type/alg/cert from rec (rec already set). */
+/* Load a CA by id (parses the certificate, or takes it from cache, which may be NULL;
+ * computes key type and algorithm). */
+P11CA_MUST_CHECK enum p11ca_err engine_ca_load(struct engine_ca_cache *cache, struct store_txn *txn,
+					       uint32_t id, struct engine_ca *out,
+					       struct p11ca_errmsg *em);
+/* Fill key_type/alg/not_after/cert from rec (rec already set), through cache (may be NULL).
+ * Errors: P11CA_E_STORAGE_CORRUPT (the DER does not parse, or an unsupported key). */
+P11CA_MUST_CHECK enum p11ca_err engine_ca_parse_cached(struct engine_ca_cache *cache,
+						       struct engine_ca *ca,
+						       struct p11ca_errmsg *em);
+/* As engine_ca_parse_cached without a cache. */
 P11CA_MUST_CHECK enum p11ca_err engine_ca_parse(struct engine_ca *ca, struct p11ca_errmsg *em);
 void engine_ca_clear(struct engine_ca *ca);
 
@@ -154,6 +198,13 @@ P11CA_MUST_CHECK enum p11ca_err engine_ca_summary(struct engine *eng, struct sto
 P11CA_MUST_CHECK enum p11ca_err engine_cert_summary(const struct store_cert *cert,
 						    const char *ca_name, p11ca_v1_CertSummary *out,
 						    struct p11ca_errmsg *em);
+/* The summary of a certificate engine_issue_run just stored, from the values that built its
+ * TBS (as engine_cert_summary of the stored record would give, without parsing the DER). */
+P11CA_MUST_CHECK enum p11ca_err engine_cert_summary_issued(const uint8_t serial[STORE_SERIAL_LEN],
+							   const struct x509_cert_spec *spec,
+							   const char *profile, const char *ca_name,
+							   p11ca_v1_CertSummary *out,
+							   struct p11ca_errmsg *em);
 /* Status of a stored certificate at `now`. */
 p11ca_v1_CertStatus engine_cert_status(const struct store_cert *cert, int64_t now);
 /* Append the chain from CA id upwards (the CA first) as PEM; *count grows. */

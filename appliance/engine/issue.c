@@ -1,6 +1,6 @@
 /*
  * The issuance sequence every certificate follows (ARCHITECTURE.md "Issuance, step by
- * step"): serial + TBS + intent + audit in one committed job; then the signer; then the
+ * step"): serial + TBS, then intent + audit in one committed job; then the signer; then the
  * certificate + audit in a second job. The serial is burned from the first commit on, so a
  * signer failure leaves an intent that becomes an orphan at the next start.
  */
@@ -8,25 +8,55 @@
 #include <string.h>
 
 #include <openssl/crypto.h>
+#include <openssl/rand.h>
 #include <openssl/sha.h>
 
 #include "appliance/engine/engine_internal.h"
 #include "hsm/signer.h"
 
+/* Each draw collides with probability n / 2^158: reaching this many means the RNG is
+ * broken, and issuing must stop rather than loop (storage's store_serial_alloc rule). */
+#define SERIAL_DRAWS_MAX 16
+
+/* The TBS is built before the job, on the worker: X509 assembly inside the write transaction
+ * would serialise every issuance on the committer thread. */
 struct intent_job {
 	struct engine_issue *is;
-	X509 *tbs; /* outputs: rebuilt on every run */
-	uint8_t *tbs_der;
-	size_t tbs_len;
+	uint8_t tbs_hash[STORE_SHA256_LEN];
+	bool taken; /* output: the serial was already used; nothing was written */
 };
 
-static void intent_job_reset(struct intent_job *j)
+struct tbs {
+	X509 *x;
+	uint8_t *der;
+	size_t len;
+};
+
+static void tbs_reset(struct tbs *t)
 {
-	X509_free(j->tbs);
-	j->tbs = NULL;
-	OPENSSL_free(j->tbs_der);
-	j->tbs_der = NULL;
-	j->tbs_len = 0;
+	X509_free(t->x);
+	t->x = NULL;
+	OPENSSL_free(t->der);
+	t->der = NULL;
+	t->len = 0;
+}
+
+/* 20 random bytes, first byte 0x01..0x7f: positive, < 2^159, DER length always 20 — the
+ * form store_intent_put accepts. A zero first byte is redrawn rather than forced to 1, so
+ * the other 158 bits stay uniform. Uniqueness is the intent job's to check. */
+static enum p11ca_err serial_draw(uint8_t serial[STORE_SERIAL_LEN], struct p11ca_errmsg *em)
+{
+	for (int i = 0; i < SERIAL_DRAWS_MAX; i++) {
+		if (RAND_bytes(serial, STORE_SERIAL_LEN) != 1)
+			return p11ca_fail(em, P11CA_E_INTERNAL,
+					  "the random generator failed to give a serial");
+		serial[0] &= 0x7f;
+		if (serial[0] != 0)
+			return P11CA_OK;
+	}
+	return p11ca_fail(em, P11CA_E_INTERNAL,
+			  "the random generator gave %d zero serial prefixes: it is broken",
+			  SERIAL_DRAWS_MAX);
 }
 
 /* Runs on the committer; may run again if another job of its batch fails. */
@@ -34,18 +64,49 @@ static enum p11ca_err intent_job_fn(struct store_txn *txn, void *arg, struct p11
 {
 	struct intent_job *j = arg;
 	struct engine_issue *is = j->is;
-	uint8_t hash[STORE_SHA256_LEN];
+	struct store_serial_info info;
+	struct p11ca_errmsg get_em;
 	char hex[2 * STORE_SERIAL_LEN + 1];
 
-	intent_job_reset(j);
-	P11CA_GUARD(store_serial_alloc(txn, is->serial, em));
-	is->spec->serial = is->serial;
-	is->spec->serial_len = STORE_SERIAL_LEN;
-	P11CA_GUARD(x509_cert_tbs(is->spec, &j->tbs, &j->tbs_der, &j->tbs_len, em));
-	SHA256(j->tbs_der, j->tbs_len, hash);
-	P11CA_GUARD(store_intent_put(txn, is->serial, is->ca_id, hash, is->actor, em));
+	j->taken = false;
+	p11ca_errmsg_clear(&get_em);
+	enum p11ca_err err = store_serial_get(txn, is->serial, &info, &get_em);
+	if (err == P11CA_OK) {
+		/* Succeed without writing, so the rest of the batch commits; the caller redraws. */
+		j->taken = true;
+		return P11CA_OK;
+	}
+	if (err != P11CA_E_STORAGE_NOT_FOUND)
+		return p11ca_fail(em, err, "%s", p11ca_errmsg_text(&get_em));
+	P11CA_GUARD(store_intent_put(txn, is->serial, is->ca_id, j->tbs_hash, is->actor, em));
 	engine_hex_format(is->serial, STORE_SERIAL_LEN, hex);
 	return store_audit_append(txn, "cert.intent", is->actor, hex, is->profile, NULL, em);
+}
+
+/* Draw a serial, build the TBS over it and commit the intent; redraw on a used serial. */
+static enum p11ca_err intent_commit(struct engine *eng, struct engine_issue *is, struct tbs *t,
+				    struct p11ca_errmsg *em)
+{
+	struct intent_job job = {.is = is};
+	char hex[2 * STORE_SERIAL_LEN + 1];
+
+	for (int draw = 0; draw < SERIAL_DRAWS_MAX; draw++) {
+		tbs_reset(t);
+		P11CA_GUARD(serial_draw(is->serial, em));
+		is->spec->serial = is->serial;
+		is->spec->serial_len = STORE_SERIAL_LEN;
+		P11CA_GUARD(x509_cert_tbs(is->spec, &t->x, &t->der, &t->len, em));
+		SHA256(t->der, t->len, job.tbs_hash);
+		P11CA_GUARD(commit_run(eng->commit, intent_job_fn, &job, em));
+		if (!job.taken)
+			return P11CA_OK;
+		engine_hex_format(is->serial, STORE_SERIAL_LEN, hex);
+		p11ca_logf(eng->log, LOG_WARNING, "engine: serial %s drawn twice", hex);
+	}
+	tbs_reset(t);
+	return p11ca_fail(em, P11CA_E_INTERNAL,
+			  "no fresh serial after %d draws: the random generator is broken",
+			  SERIAL_DRAWS_MAX);
 }
 
 static enum p11ca_err cert_job_fn(struct store_txn *txn, void *arg, struct p11ca_errmsg *em)
@@ -83,25 +144,24 @@ void engine_issue_clear(struct engine_issue *is)
 enum p11ca_err engine_issue_run(struct engine *eng, struct engine_issue *is,
 				struct p11ca_errmsg *em)
 {
-	struct intent_job job = {.is = is};
+	struct tbs tbs = {0};
 	uint8_t sig[HSM_SIG_MAX];
 	size_t sig_len = 0;
 	char hex[2 * STORE_SERIAL_LEN + 1];
 	enum p11ca_err err;
 
 	is->not_after = is->spec->not_after;
-	err = commit_run(eng->commit, intent_job_fn, &job, em);
+	err = intent_commit(eng, is, &tbs, em);
 	if (err != P11CA_OK)
 		goto out;
 	engine_hex_format(is->serial, STORE_SERIAL_LEN, hex);
 
 	struct p11ca_errmsg sign_em;
 	p11ca_errmsg_clear(&sign_em);
-	err = signer_sign(eng->signer, is->key_uri, SIGNER_TBS_CERTIFICATE, job.tbs_der,
-			  job.tbs_len, is->issuer_der, is->issuer_der_len, sig, sizeof(sig),
-			  &sig_len, &sign_em);
+	err = signer_sign(eng->signer, is->key_uri, SIGNER_TBS_CERTIFICATE, tbs.der, tbs.len,
+			  is->issuer_der, is->issuer_der_len, sig, sizeof(sig), &sig_len, &sign_em);
 	if (err == P11CA_OK)
-		err = x509_cert_finish(job.tbs, sig, sig_len, &is->der, &is->der_len, &sign_em);
+		err = x509_cert_finish(tbs.x, sig, sig_len, &is->der, &is->der_len, &sign_em);
 	if (err == P11CA_OK && is->der_len > STORE_CERT_DER_MAX)
 		err = p11ca_fail(&sign_em, P11CA_E_PROTO_TOO_LARGE,
 				 "the certificate would be %zu bytes, over the %d-byte limit: "
@@ -124,7 +184,7 @@ enum p11ca_err engine_issue_run(struct engine *eng, struct engine_issue *is,
 	if (err != P11CA_OK)
 		engine_issue_clear(is);
 out:
-	intent_job_reset(&job);
+	tbs_reset(&tbs);
 	OPENSSL_cleanse(sig, sizeof(sig));
 	return err;
 }

@@ -2,12 +2,13 @@
 LIBS += engine
 engine_SRCS := appliance/engine/engine.c appliance/engine/dispatch.c \
                appliance/engine/commit.c appliance/engine/status.c \
-               appliance/engine/select.c appliance/engine/summary.c \
+               appliance/engine/select.c appliance/engine/ca_cache.c appliance/engine/summary.c \
                appliance/engine/issue.c appliance/engine/ca.c appliance/engine/cert.c \
                appliance/engine/cert_list.c appliance/engine/crl.c \
                appliance/engine/bootstrap.c
 
-UNIT_TESTS += appliance/engine/test_commit appliance/engine/test_status appliance/engine/test_select
+UNIT_TESTS += appliance/engine/test_commit appliance/engine/test_status appliance/engine/test_select \
+              appliance/engine/test_ca_cache
 appliance/engine/test_commit_SRCS := storage/test_util.c
 appliance/engine/test_select_SRCS := storage/test_util.c
 

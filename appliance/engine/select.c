@@ -91,14 +91,18 @@ void engine_ca_clear(struct engine_ca *ca)
 	ca->cert = NULL;
 }
 
-enum p11ca_err engine_ca_parse(struct engine_ca *ca, struct p11ca_errmsg *em)
+enum p11ca_err engine_ca_parse_cached(struct engine_ca_cache *cache, struct engine_ca *ca,
+				      struct p11ca_errmsg *em)
 {
 	X509_free(ca->cert);
 	ca->cert = NULL;
 	ca->key_type = HSM_KEY_UNSPECIFIED;
 	ca->alg = HSM_SIG_UNSPECIFIED;
+	ca->not_after = 0;
 	if (ca->rec.cert_der_len == 0)
 		return P11CA_OK; /* PENDING: no certificate yet */
+	if (engine_ca_cache_get(cache, ca))
+		return P11CA_OK;
 	const unsigned char *p = ca->rec.cert_der;
 	ca->cert = d2i_X509(NULL, &p, (long)ca->rec.cert_der_len);
 	if (ca->cert == NULL || p != ca->rec.cert_der + ca->rec.cert_der_len) {
@@ -112,14 +116,21 @@ enum p11ca_err engine_ca_parse(struct engine_ca *ca, struct p11ca_errmsg *em)
 		return p11ca_fail(em, P11CA_E_STORAGE_CORRUPT,
 				  "the key type of CA %s is not one p11ca supports", ca->rec.name);
 	ca->alg = hsm_sig_alg_default(ca->key_type);
+	ca->not_after = engine_asn1_time(X509_get0_notAfter(ca->cert));
+	engine_ca_cache_put(cache, ca);
 	return P11CA_OK;
 }
 
-enum p11ca_err engine_ca_load(struct store_txn *txn, uint32_t id, struct engine_ca *out,
-			      struct p11ca_errmsg *em)
+enum p11ca_err engine_ca_parse(struct engine_ca *ca, struct p11ca_errmsg *em)
+{
+	return engine_ca_parse_cached(NULL, ca, em);
+}
+
+enum p11ca_err engine_ca_load(struct engine_ca_cache *cache, struct store_txn *txn, uint32_t id,
+			      struct engine_ca *out, struct p11ca_errmsg *em)
 {
 	P11CA_GUARD(store_ca_get(txn, id, &out->rec, em));
-	return engine_ca_parse(out, em);
+	return engine_ca_parse_cached(cache, out, em);
 }
 
 struct ca_prefix {
@@ -159,8 +170,8 @@ static int ca_prefix_visit(void *arg, const struct store_ca *ca)
 	return 0;
 }
 
-enum p11ca_err engine_ca_select(struct store_txn *txn, const char *sel, struct engine_ca *out,
-				struct p11ca_errmsg *em)
+enum p11ca_err engine_ca_select(struct engine_ca_cache *cache, struct store_txn *txn,
+				const char *sel, struct engine_ca *out, struct p11ca_errmsg *em)
 {
 	if (sel == NULL || sel[0] == '\0')
 		return p11ca_fail(em, P11CA_E_INVALID_ARG,
@@ -169,7 +180,7 @@ enum p11ca_err engine_ca_select(struct store_txn *txn, const char *sel, struct e
 	p11ca_errmsg_clear(&ignored);
 	enum p11ca_err err = store_ca_get_by_name(txn, sel, &out->rec, &ignored);
 	if (err == P11CA_OK)
-		return engine_ca_parse(out, em);
+		return engine_ca_parse_cached(cache, out, em);
 	if (err != P11CA_E_STORAGE_NOT_FOUND && err != P11CA_E_INVALID_ARG)
 		return p11ca_fail(em, err, "%s", p11ca_errmsg_text(&ignored));
 
@@ -189,5 +200,5 @@ enum p11ca_err engine_ca_select(struct store_txn *txn, const char *sel, struct e
 			"CA selector %.64s is ambiguous: it matches %s, %s%s; give a name "
 			"or more digits",
 			sel, cp.names[0], cp.names[1], cp.n > 2 ? " and more" : "");
-	return engine_ca_load(txn, cp.ids[0], out, em);
+	return engine_ca_load(cache, txn, cp.ids[0], out, em);
 }

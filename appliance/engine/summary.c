@@ -161,6 +161,28 @@ out:
 	return err;
 }
 
+enum p11ca_err engine_cert_summary_issued(const uint8_t serial[STORE_SERIAL_LEN],
+					  const struct x509_cert_spec *spec, const char *profile,
+					  const char *ca_name, p11ca_v1_CertSummary *out,
+					  struct p11ca_errmsg *em)
+{
+	memset(out, 0, sizeof(*out));
+	memcpy(out->serial.bytes, serial, STORE_SERIAL_LEN);
+	out->serial.size = STORE_SERIAL_LEN;
+	snprintf(out->ca, sizeof(out->ca), "%s", ca_name);
+	snprintf(out->profile, sizeof(out->profile), "%s", profile);
+	out->not_before = spec->not_before;
+	out->not_after = spec->not_after;
+	/* Just stored, so not revoked; expiry as engine_cert_status decides it. */
+	out->status = spec->not_after < engine_now() ? p11ca_v1_CertStatus_CERT_STATUS_EXPIRED
+						     : p11ca_v1_CertStatus_CERT_STATUS_VALID;
+	enum hsm_key_type kt = HSM_KEY_UNSPECIFIED;
+	struct p11ca_errmsg ignored;
+	if (hsm_key_type_of_pkey(spec->public_key, &kt, &ignored) == P11CA_OK)
+		out->key_type = (p11ca_v1_KeyType)kt;
+	return x509_name_format(spec->subject, out->subject, sizeof(out->subject), em);
+}
+
 enum p11ca_err engine_chain_pem(struct store_txn *txn, uint32_t ca_id, uint8_t *out, size_t cap,
 				size_t *len, uint32_t *count, struct p11ca_errmsg *em)
 {

@@ -223,33 +223,33 @@ static void test_ca_select(void **state)
 	struct p11ca_errmsg em = {0};
 	assert_non_null(ca);
 
-	assert_int_equal(engine_ca_select(txn, "root", ca, &em), P11CA_OK);
+	assert_int_equal(engine_ca_select(NULL, txn, "root", ca, &em), P11CA_OK);
 	assert_string_equal(ca->rec.name, "root");
 	assert_non_null(ca->cert);
 	assert_int_equal(ca->key_type, HSM_KEY_P256);
 	assert_int_equal(ca->alg, HSM_SIG_ECDSA_SHA256);
 	engine_ca_clear(ca);
 	/* A name wins over a prefix that would match another CA. */
-	assert_int_equal(engine_ca_select(txn, "3A01", ca, &em), P11CA_OK);
+	assert_int_equal(engine_ca_select(NULL, txn, "3A01", ca, &em), P11CA_OK);
 	assert_string_equal(ca->rec.name, "3A01");
 	engine_ca_clear(ca);
-	assert_int_equal(engine_ca_select(txn, "3a:00", ca, &em), P11CA_OK);
+	assert_int_equal(engine_ca_select(NULL, txn, "3a:00", ca, &em), P11CA_OK);
 	assert_string_equal(ca->rec.name, "root");
 	engine_ca_clear(ca);
-	assert_int_equal(engine_ca_select(txn, "40", ca, &em), P11CA_OK);
+	assert_int_equal(engine_ca_select(NULL, txn, "40", ca, &em), P11CA_OK);
 	assert_string_equal(ca->rec.name, "3A01");
 	engine_ca_clear(ca);
 
 	p11ca_errmsg_clear(&em);
-	assert_int_equal(engine_ca_select(txn, "3A", ca, &em), P11CA_E_INVALID_ARG);
+	assert_int_equal(engine_ca_select(NULL, txn, "3A", ca, &em), P11CA_E_INVALID_ARG);
 	assert_non_null(strstr(em.text, "root"));
 	assert_non_null(strstr(em.text, "sub"));
 	p11ca_errmsg_clear(&em);
-	assert_int_equal(engine_ca_select(txn, "nosuch", ca, &em), P11CA_E_STORAGE_NOT_FOUND);
+	assert_int_equal(engine_ca_select(NULL, txn, "nosuch", ca, &em), P11CA_E_STORAGE_NOT_FOUND);
 	p11ca_errmsg_clear(&em);
-	assert_int_equal(engine_ca_select(txn, "", ca, &em), P11CA_E_INVALID_ARG);
+	assert_int_equal(engine_ca_select(NULL, txn, "", ca, &em), P11CA_E_INVALID_ARG);
 	p11ca_errmsg_clear(&em);
-	assert_int_equal(engine_ca_select(txn, "5", ca, &em), P11CA_E_STORAGE_NOT_FOUND);
+	assert_int_equal(engine_ca_select(NULL, txn, "5", ca, &em), P11CA_E_STORAGE_NOT_FOUND);
 	engine_ca_clear(ca);
 	free(ca);
 	store_txn_abort(&txn);
