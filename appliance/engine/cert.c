@@ -192,6 +192,12 @@ enum p11ca_err engine_op_cert_sign(struct engine_call *c, p11ca_v1_Request *req,
 	if (err == P11CA_OK)
 		err = engine_ca_select(&c->eng->ca_cache, txn, r->ca, ca, em);
 	store_txn_abort(&txn);
+	if (err == P11CA_OK && engine_ca_is_management(c->eng, ca) && c->role != RPC_ROLE_ADMIN)
+		err = p11ca_fail(
+			em, P11CA_E_PERMISSION,
+			"only an admin may issue from the management CA '%s': p11cad's TLS "
+			"trusts it (server and admin credentials); use another CA",
+			ca->rec.name);
 	if (err == P11CA_OK)
 		err = sign_validate(c, r, ca, &plan, em);
 	if (err == P11CA_OK)

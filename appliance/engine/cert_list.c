@@ -217,7 +217,17 @@ enum p11ca_err engine_op_cert_revoke(struct engine_call *c, p11ca_v1_Request *re
 				 r->serial);
 	if (err == P11CA_OK)
 		err = engine_ca_load(&c->eng->ca_cache, txn, info.ca_id, ca, em);
+	if (err == P11CA_OK)
+		err = store_cert_get(txn, info.ca_id, info.serial, cert, em);
 	store_txn_abort(&txn);
+	/* A CA's certificate, or anything the management CA issued (the appliance's own TLS
+	 * credentials), is key lifecycle: admins only. */
+	if (err == P11CA_OK && c->role != RPC_ROLE_ADMIN &&
+	    (engine_ca_is_management(c->eng, ca) || strcmp(cert->profile, "ca") == 0))
+		err = p11ca_fail(em, P11CA_E_PERMISSION, "only an admin may revoke %s",
+				 strcmp(cert->profile, "ca") == 0
+					 ? "a CA's certificate"
+					 : "a certificate of the management CA");
 	if (err != P11CA_OK)
 		goto out;
 

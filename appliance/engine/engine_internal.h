@@ -122,6 +122,10 @@ struct engine_ca {
 	int64_t not_after;    /* of cert (0 while PENDING) */
 };
 
+/* Whether ca is the appliance's management CA ([engine] management_ca): what it issues is
+ * trusted by p11cad's own TLS, so only admins may issue from it or revoke under it. */
+bool engine_ca_is_management(const struct engine *eng, const struct engine_ca *ca);
+
 void engine_ca_cache_init(struct engine_ca_cache *cache);
 /* Free every entry (X509s still referenced by callers stay valid). NULL-safe. */
 void engine_ca_cache_destroy(struct engine_ca_cache *cache);

@@ -202,3 +202,8 @@ enum p11ca_err engine_ca_select(struct engine_ca_cache *cache, struct store_txn 
 			sel, cp.names[0], cp.names[1], cp.n > 2 ? " and more" : "");
 	return engine_ca_load(cache, txn, cp.ids[0], out, em);
 }
+
+bool engine_ca_is_management(const struct engine *eng, const struct engine_ca *ca)
+{
+	return eng->cfg != NULL && strcmp(ca->rec.name, eng->cfg->management_ca) == 0;
+}

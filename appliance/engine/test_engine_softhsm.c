@@ -528,6 +528,18 @@ static void test_refusals(void **state)
 	call_expect(S(INVALID_ARGUMENT));
 	p11ca_v1_Request *rq;
 
+	/* An operator may not revoke a CA's certificate (key lifecycle is an admin's). */
+	X509 *sub = der_cert(S.sub_der, S.sub_len);
+	char sub_serial[64];
+	const ASN1_INTEGER *sn = X509_get0_serialNumber(sub);
+	serial_hex(sn->data, (size_t)sn->length, sub_serial);
+	X509_free(sub);
+	rq = req_new(p11ca_v1_Request_cert_revoke_tag);
+	snprintf(rq->op.cert_revoke.serial, sizeof(rq->op.cert_revoke.serial), "%s", sub_serial);
+	S.in->caller.role = p11ca_forward_v1_Role_ROLE_OPERATOR;
+	r = call_expect(S(PERMISSION_DENIED));
+	assert_non_null(strstr(r->status.message, "only an admin"));
+
 	/* Wrong API version; an operation this build does not know. */
 	req_new(p11ca_v1_Request_health_tag);
 	S.in->msg.request.api_version = 2;
@@ -785,6 +797,16 @@ static void test_bootstrap(void **state)
 	assert_true(b.server_cert_created);
 	assert_true(b.admin_created);
 	assert_int_equal(strlen(b.admin_fingerprint), 64);
+
+	/* The management CA's certificates are what p11cad's TLS trusts: an operator may not
+	 * get one (it could impersonate the server and collect PINs); an admin may. */
+	sign_req("p11ca-management", "evil.example.test");
+	S.in->caller.role = p11ca_forward_v1_Role_ROLE_OPERATOR;
+	p11ca_v1_Response *denied = call_expect(S(PERMISSION_DENIED));
+	assert_non_null(strstr(denied->status.message, "management CA"));
+	sign_req("p11ca-management", "tool.example.test");
+	S.in->caller.role = p11ca_forward_v1_Role_ROLE_ADMIN;
+	call_expect(S(OK));
 
 	char path[4400];
 	struct stat sb;
