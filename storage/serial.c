@@ -205,6 +205,24 @@ static enum p11ca_err orphan_mark_visit(void *arg, struct store_txn *txn, const 
 	return P11CA_OK;
 }
 
+enum p11ca_err store_intent_abandon(struct store_txn *txn, const uint8_t serial[STORE_SERIAL_LEN],
+				    struct p11ca_errmsg *em)
+{
+	p11ca_storage_v1_SerialRecord rec;
+	size_t n = 0;
+	bool stop = false;
+
+	if (serial == NULL)
+		return p11ca_fail(em, P11CA_E_INVALID_ARG, "store_intent_abandon: no serial");
+	P11CA_GUARD(store_txn_usable(txn, true, em));
+	P11CA_GUARD(serial_rec_get(txn, serial, &rec, em));
+	if (rec.state != p11ca_storage_v1_SerialState_SERIAL_STATE_INTENT)
+		return p11ca_fail(em, P11CA_E_INVALID_ARG,
+				  "serial %s is not an intent: only an intent can be abandoned",
+				  store_serial_hex(serial).s);
+	return orphan_mark_visit(&n, txn, serial, &rec, &stop, em);
+}
+
 enum p11ca_err store_orphans_mark(struct store_txn *txn, size_t *count, struct p11ca_errmsg *em)
 {
 	size_t n = 0;

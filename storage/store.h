@@ -263,6 +263,14 @@ P11CA_MUST_CHECK enum p11ca_err store_intent_put(struct store_txn *txn,
 P11CA_MUST_CHECK enum p11ca_err store_orphans_mark(struct store_txn *txn, size_t *count,
 						   struct p11ca_errmsg *em);
 
+/* An issuance that will never complete (the signer failed or timed out): turn this one
+ * INTENT into ORPHAN now rather than at the next start, so the serial is reported as what
+ * it is. Audit it in the same transaction. Errors: P11CA_E_STORAGE_NOT_FOUND,
+ * P11CA_E_INVALID_ARG (not an intent), storage errors. Write transaction. */
+P11CA_MUST_CHECK enum p11ca_err store_intent_abandon(struct store_txn *txn,
+						     const uint8_t serial[STORE_SERIAL_LEN],
+						     struct p11ca_errmsg *em);
+
 /* Call fn for every ORPHAN serial, in serial order; fn as in store_ca_list. */
 P11CA_MUST_CHECK enum p11ca_err store_orphans_list(struct store_txn *txn,
 						   int (*fn)(void *arg,

@@ -378,6 +378,26 @@ static void test_orphans(void **state)
 	txn = tu_txn(f->st, STORE_TXN_READ);
 	assert_int_equal(store_orphans_mark(txn, &count, NULL), P11CA_E_INVALID_ARG);
 	store_txn_abort(&txn);
+
+	/* A failed issuance abandons its intent at once: an orphan without a restart. */
+	uint8_t failed[STORE_SERIAL_LEN], unknown[STORE_SERIAL_LEN];
+	txn = tu_txn(f->st, STORE_TXN_WRITE);
+	tu_intent(txn, ca, failed);
+	assert_int_equal(store_intent_abandon(txn, failed, NULL), P11CA_OK);
+	tu_audit(txn, "abandon");
+	assert_int_equal(store_serial_get(txn, failed, &info, NULL), P11CA_OK);
+	assert_int_equal(info.state, STORE_SERIAL_ORPHAN);
+	/* Only an intent: not an orphan again, not an issued serial, not an unknown one. */
+	assert_int_equal(store_intent_abandon(txn, failed, NULL), P11CA_E_INVALID_ARG);
+	assert_int_equal(store_intent_abandon(txn, issued, NULL), P11CA_E_INVALID_ARG);
+	memset(unknown, 0x11, sizeof(unknown));
+	assert_int_equal(store_intent_abandon(txn, unknown, NULL), P11CA_E_STORAGE_NOT_FOUND);
+	assert_int_equal(store_intent_abandon(txn, NULL, NULL), P11CA_E_INVALID_ARG);
+	tu_commit(&txn);
+	txn = tu_txn(f->st, STORE_TXN_WRITE);
+	assert_int_equal(store_orphans_mark(txn, &count, NULL), P11CA_OK);
+	assert_int_equal(count, 0); /* already an orphan: nothing left for the restart */
+	tu_commit(&txn);
 }
 
 struct page {

@@ -1,9 +1,11 @@
 /*
  * The issuance sequence every certificate follows (ARCHITECTURE.md "Issuance, step by
  * step"): serial + TBS, then intent + audit in one committed job; then the signer; then the
- * certificate + audit in a second job. The serial is burned from the first commit on, so a
- * signer failure leaves an intent that becomes an orphan at the next start.
+ * certificate + audit in a second job. The serial is burned from the first commit on: a
+ * signer failure turns the intent into an orphan at once (a crash does so at the next
+ * start).
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -129,7 +131,22 @@ static enum p11ca_err failed_job_fn(struct store_txn *txn, void *arg, struct p11
 	const struct failed_job *f = arg;
 	char hex[2 * STORE_SERIAL_LEN + 1];
 	engine_hex_format(f->is->serial, STORE_SERIAL_LEN, hex);
+	/* The serial is burned: an orphan from now on, not an intent "still in progress". A
+	 * signature the signer may still deliver late is dropped by the channel. */
+	P11CA_GUARD(store_intent_abandon(txn, f->is->serial, em));
 	return store_audit_append(txn, "cert.sign_failed", f->is->actor, hex, f->why, NULL, em);
+}
+
+/* The certificate carries exactly the TBS bytes that were hashed into the intent and
+ * signed: Certificate ::= SEQUENCE { tbs, ... } with tbs right after the outer header. */
+static bool cert_holds_tbs(const uint8_t *der, size_t der_len, const uint8_t *tbs, size_t tbs_len)
+{
+	size_t hdr;
+
+	if (der_len < 2 || der[0] != 0x30)
+		return false;
+	hdr = der[1] < 0x80 ? 2 : 2 + (size_t)(der[1] & 0x7f);
+	return der_len > hdr && der_len - hdr >= tbs_len && memcmp(der + hdr, tbs, tbs_len) == 0;
 }
 
 void engine_issue_clear(struct engine_issue *is)
@@ -162,6 +179,11 @@ enum p11ca_err engine_issue_run(struct engine *eng, struct engine_issue *is,
 			  is->issuer_der, is->issuer_der_len, sig, sizeof(sig), &sig_len, &sign_em);
 	if (err == P11CA_OK)
 		err = x509_cert_finish(tbs.x, sig, sig_len, &is->der, &is->der_len, &sign_em);
+	if (err == P11CA_OK && !cert_holds_tbs(is->der, is->der_len, tbs.der, tbs.len))
+		err = p11ca_fail(
+			&sign_em, P11CA_E_INTERNAL,
+			"the assembled certificate does not carry the TBS that was signed; "
+			"nothing was issued (report this as a bug)");
 	if (err == P11CA_OK && is->der_len > STORE_CERT_DER_MAX)
 		err = p11ca_fail(&sign_em, P11CA_E_PROTO_TOO_LARGE,
 				 "the certificate would be %zu bytes, over the %d-byte limit: "
