@@ -34,12 +34,16 @@
  * peer then feels back-pressure instead of the server buffering without bound). */
 #define CHAN_QUEUE_PER_WORKER 4
 
+/* A call waiting for its reply: on the caller's stack (chan_call, woken through cv), or on
+ * the heap with a completion function (chan_call_async, freed by whoever unlinks it). */
 struct chan_waiter {
 	uint64_t id;
 	void *reply;
 	bool done;
 	enum p11ca_err err;
 	pthread_cond_t cv;
+	chan_done_fn done_fn; /* set: asynchronous */
+	void *done_arg;
 	struct chan_waiter *next;
 };
 
@@ -137,27 +141,56 @@ static enum p11ca_err chan_send(struct chan *ch, void *msg, struct p11ca_errmsg 
 
 /* ---- client: replies --------------------------------------------------------------------- */
 
+static void waiter_unlink(struct chan *ch, struct chan_waiter *w)
+{
+	struct chan_waiter **p;
+
+	for (p = &ch->waiters; *p != NULL; p = &(*p)->next) {
+		if (*p == w) {
+			*p = w->next;
+			return;
+		}
+	}
+}
+
+/* Complete an asynchronous call (ch->mu held): unlink, run its done_fn, free it. */
+static void async_complete(struct chan *ch, struct chan_waiter *w, enum p11ca_err err)
+{
+	waiter_unlink(ch, w);
+	ch->in_flight--;
+	if (err != P11CA_OK)
+		memset(w->reply, 0, ch->spec.in_size);
+	/* Still under the lock, so that chan_call_cancel() can promise it is not running. */
+	w->done_fn(w->done_arg, w->id, err, w->reply);
+	free(w);
+}
+
 static enum p11ca_err deliver_reply(struct chan *ch, void *in, struct p11ca_errmsg *em)
 {
 	uint64_t id = msg_id(in);
 	struct chan_waiter *w;
-	bool issued;
+	bool issued, delivered;
 
 	pthread_mutex_lock(&ch->mu);
 	for (w = ch->waiters; w != NULL && w->id != id; w = w->next)
 		;
 	issued = id <= ch->next_id;
+	delivered = w != NULL;
 	if (w != NULL) {
 		memcpy(w->reply, in, ch->spec.in_size);
-		w->done = true;
-		w->err = P11CA_OK;
-		pthread_cond_signal(&w->cv);
+		if (w->done_fn != NULL) {
+			async_complete(ch, w, P11CA_OK);
+		} else {
+			w->done = true;
+			w->err = P11CA_OK;
+			pthread_cond_signal(&w->cv);
+		}
 	}
 	pthread_mutex_unlock(&ch->mu);
-	if (w != NULL)
+	if (delivered)
 		return P11CA_OK;
 	if (issued) {
-		/* Its caller gave up (timeout); the answer is no longer wanted. */
+		/* Its caller gave up (timeout or cancel); the answer is no longer wanted. */
 		p11ca_logf(ch->spec.log, LOG_WARNING, "%s: late reply to call %llu dropped",
 			   ch->spec.name, (unsigned long long)id);
 		return P11CA_OK;
@@ -304,7 +337,7 @@ out:
 static void *reader_main(void *arg)
 {
 	struct chan *ch = arg;
-	struct chan_waiter *w;
+	struct chan_waiter *w, *next;
 
 	for (;;) {
 		struct p11ca_errmsg em = {0};
@@ -327,7 +360,12 @@ static void *reader_main(void *arg)
 	}
 	pthread_mutex_lock(&ch->mu);
 	ch->reader_done = true;
-	for (w = ch->waiters; w != NULL; w = w->next) {
+	for (w = ch->waiters; w != NULL; w = next) {
+		next = w->next;
+		if (w->done_fn != NULL) {
+			async_complete(ch, w, P11CA_E_IO);
+			continue;
+		}
 		w->done = true;
 		w->err = P11CA_E_IO;
 		pthread_cond_signal(&w->cv);
@@ -443,18 +481,6 @@ static void deadline_after(struct timespec *ts, int timeout_ms)
 	}
 }
 
-static void waiter_unlink(struct chan *ch, struct chan_waiter *w)
-{
-	struct chan_waiter **p;
-
-	for (p = &ch->waiters; *p != NULL; p = &(*p)->next) {
-		if (*p == w) {
-			*p = w->next;
-			return;
-		}
-	}
-}
-
 static enum p11ca_err link_down(struct chan *ch, struct p11ca_errmsg *em)
 {
 	if (ch->stop_err != P11CA_OK)
@@ -521,6 +547,71 @@ out:
 	if (err != P11CA_OK)
 		memset(reply, 0, ch->spec.in_size);
 	return err;
+}
+
+enum p11ca_err chan_call_async(struct chan *ch, void *call, void *reply, chan_done_fn done_fn,
+			       void *arg, uint64_t *call_id, struct p11ca_errmsg *em)
+{
+	struct chan_waiter *w;
+	enum p11ca_err err;
+	uint64_t id;
+
+	if (ch == NULL || call == NULL || reply == NULL || done_fn == NULL || call_id == NULL)
+		return p11ca_fail(em, P11CA_E_INVALID_ARG, "chan_call_async: missing argument");
+	if (ch->spec.is_server)
+		return p11ca_fail(em, P11CA_E_INVALID_ARG, "%s: a server end cannot make calls",
+				  ch->spec.name);
+	w = calloc(1, sizeof(*w));
+	if (w == NULL)
+		return p11ca_fail(em, P11CA_E_NOMEM, "%s: out of memory for a call", ch->spec.name);
+	memset(reply, 0, ch->spec.in_size);
+	w->reply = reply;
+	w->done_fn = done_fn;
+	w->done_arg = arg;
+
+	pthread_mutex_lock(&ch->mu);
+	if (ch->reader_done || ch->stopping || ch->stop_err != P11CA_OK) {
+		err = link_down(ch, em);
+		pthread_mutex_unlock(&ch->mu);
+		free(w);
+		return err;
+	}
+	id = w->id = ++ch->next_id;
+	w->next = ch->waiters;
+	ch->waiters = w;
+	ch->total++;
+	ch->in_flight++;
+	pthread_mutex_unlock(&ch->mu);
+	*call_id = id;
+
+	msg_set_id(call, id);
+	err = chan_send(ch, call, em);
+	/* A failed send either left the call registered (take it back: report the error
+	 * here) or already stopped the link, whose reader then completed it with P11CA_E_IO
+	 * (done_fn ran: this call must not report a second outcome). */
+	if (err != P11CA_OK && chan_call_cancel(ch, id))
+		return err;
+	return P11CA_OK;
+}
+
+bool chan_call_cancel(struct chan *ch, uint64_t call_id)
+{
+	struct chan_waiter *w;
+	bool found;
+
+	if (ch == NULL || call_id == 0)
+		return false;
+	pthread_mutex_lock(&ch->mu);
+	for (w = ch->waiters; w != NULL && !(w->id == call_id && w->done_fn != NULL); w = w->next)
+		;
+	found = w != NULL;
+	if (found) {
+		waiter_unlink(ch, w);
+		ch->in_flight--;
+	}
+	pthread_mutex_unlock(&ch->mu);
+	free(w);
+	return found;
 }
 
 enum p11ca_err chan_notify(struct chan *ch, void *msg, struct p11ca_errmsg *em)

@@ -24,11 +24,13 @@
  * Both message types must have `uint64 call_id = 1` as their first field (nanopb lays the
  * struct out in field order, so it is the first member); chan_open checks.
  *
- * Thread-safety: chan_call() and chan_notify() may be called from any thread at once.
+ * Thread-safety: chan_call(), chan_call_async(), chan_call_cancel() and chan_notify() may be
+ * called from any thread at once.
  */
 #ifndef P11CA_RPC_CHANNEL_H
 #define P11CA_RPC_CHANNEL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -59,11 +61,11 @@ struct chan_spec {
 	size_t out_size; /* sizeof the generated struct */
 	const pb_msgdesc_t *in_fields;
 	size_t in_size;
-	size_t max_frame;	     /* largest encoded message either way, bytes */
-	int is_server;		     /* 1: incoming id != 0 are calls; 0: they are replies */
-	unsigned workers;	     /* server: threads answering calls (>= 1); client: ignored */
-	chan_handler_fn handler;     /* may be NULL on a client that accepts no notifications */
-	void *arg;		     /* for handler */
+	size_t max_frame;	 /* largest encoded message either way, bytes */
+	int is_server;		 /* 1: incoming id != 0 are calls; 0: they are replies */
+	unsigned workers;	 /* server: threads answering calls (>= 1); client: ignored */
+	chan_handler_fn handler; /* may be NULL on a client that accepts no notifications */
+	void *arg;		 /* for handler */
 	const struct p11ca_logger *log; /* NULL: stderr */
 };
 
@@ -86,6 +88,37 @@ P11CA_MUST_CHECK enum p11ca_err chan_open(int fd, const struct chan_spec *spec, 
  */
 P11CA_MUST_CHECK enum p11ca_err chan_call(struct chan *ch, void *call, void *reply, int timeout_ms,
 					  struct p11ca_errmsg *em);
+
+/*
+ * Runs once per chan_call_async that returned P11CA_OK and was not cancelled: err is
+ * P11CA_OK and `reply` (the caller's buffer) holds the decoded reply, or err is P11CA_E_IO
+ * (the link stopped; `reply` is zeroed). It runs on the channel's reader thread *with the
+ * channel's lock held*, so that chan_call_cancel() can promise it is not running: it must
+ * be short (queue and wake) and must not call into this channel.
+ */
+typedef void (*chan_done_fn)(void *arg, uint64_t call_id, enum p11ca_err err, void *reply);
+
+/*
+ * Client only: send `call` (its call_id is overwritten; the new id is stored in *call_id)
+ * and return without waiting. `call` is encoded before the return, so the caller may wipe
+ * it at once. `reply` (this end's in type) must stay valid until done_fn ran or
+ * chan_call_cancel() returned true. There is no timeout here: a caller that stops waiting
+ * cancels.
+ * P11CA_OK: done_fn runs exactly once, or never after a successful chan_call_cancel().
+ * Errors (done_fn never runs): P11CA_E_IO (link down), P11CA_E_PROTO_TOO_LARGE,
+ * P11CA_E_NOMEM, P11CA_E_INVALID_ARG (missing argument, called on a server).
+ */
+P11CA_MUST_CHECK enum p11ca_err chan_call_async(struct chan *ch, void *call, void *reply,
+						chan_done_fn done_fn, void *arg, uint64_t *call_id,
+						struct p11ca_errmsg *em);
+
+/*
+ * Forget the asynchronous call `call_id`: true when it was still waiting (done_fn will
+ * never run; a late reply is dropped), false when done_fn already ran (or the id is
+ * unknown). Either way done_fn is not running for it once this returns, so its reply buffer
+ * and argument may be freed. Must not be called from done_fn.
+ */
+bool chan_call_cancel(struct chan *ch, uint64_t call_id);
 
 /* Either side: send `msg` with call_id 0. Errors: P11CA_E_IO, P11CA_E_PROTO_TOO_LARGE. */
 P11CA_MUST_CHECK enum p11ca_err chan_notify(struct chan *ch, void *msg, struct p11ca_errmsg *em);

@@ -31,6 +31,12 @@ struct rpc_client {
 	SSL *ssl;
 	int timeout_ms;
 	uint64_t next_id;
+	/* Sent with rpc_client_send and not yet answered: the id and the operation. */
+	struct {
+		uint64_t id;
+		pb_size_t op;
+	} pending[RPC_CLIENT_MAX_PENDING];
+	unsigned n_pending;
 	/* After a transport or protocol error the stream's framing is lost: refuse to go on. */
 	bool broken;
 	char server[SERVER_MAX + 1];
@@ -368,21 +374,19 @@ check_response(const p11ca_v1_Request *req, const p11ca_v1_Response *resp, struc
 	return P11CA_OK;
 }
 
-enum p11ca_err rpc_client_call(struct rpc_client *c, p11ca_v1_Request *req, p11ca_v1_Response *resp,
-			       struct p11ca_errmsg *em)
+/* Encode and write one request with a fresh id. Errors: those of rpc_client_send; after a
+ * failed write the connection is marked broken. */
+P11CA_MUST_CHECK static enum p11ca_err send_request(struct rpc_client *c, p11ca_v1_Request *req,
+						    int64_t deadline, struct p11ca_errmsg *em)
 {
 	struct p11ca_buf *frame = NULL;
 	enum p11ca_err err;
 
-	if (c == NULL || req == NULL || resp == NULL)
-		return p11ca_fail(em, P11CA_E_INVALID_ARG, "rpc_client_call: bad arguments");
 	if (c->broken)
 		return p11ca_fail(em, P11CA_E_IO,
 				  "the connection to %s failed earlier; connect again", c->server);
-	int64_t deadline = now_ms() + c->timeout_ms;
 	req->api_version = RPC_API_VERSION;
 	req->request_id = ++c->next_id;
-
 	err = rpc_frame_request_encode(req, &frame, em);
 	if (err != P11CA_OK)
 		return err; /* nothing was sent: the connection is still usable */
@@ -394,6 +398,82 @@ enum p11ca_err rpc_client_call(struct rpc_client *c, p11ca_v1_Request *req, p11c
 			err = p11ca_buf_consume(frame, n);
 	}
 	p11ca_buf_free(&frame);
+	if (err != P11CA_OK)
+		c->broken = true;
+	return err;
+}
+
+enum p11ca_err rpc_client_send(struct rpc_client *c, p11ca_v1_Request *req, struct p11ca_errmsg *em)
+{
+	if (c == NULL || req == NULL)
+		return p11ca_fail(em, P11CA_E_INVALID_ARG, "rpc_client_send: bad arguments");
+	if (c->n_pending >= RPC_CLIENT_MAX_PENDING)
+		return p11ca_fail(em, P11CA_E_USAGE,
+				  "%u requests to %s are unanswered; receive some first",
+				  c->n_pending, c->server);
+	P11CA_GUARD(send_request(c, req, now_ms() + c->timeout_ms, em));
+	c->pending[c->n_pending].id = req->request_id;
+	c->pending[c->n_pending].op = req->which_op;
+	c->n_pending++;
+	return P11CA_OK;
+}
+
+enum p11ca_err rpc_client_recv(struct rpc_client *c, p11ca_v1_Response *resp,
+			       struct p11ca_errmsg *em)
+{
+	struct p11ca_buf *frame = NULL;
+	p11ca_v1_Request key = p11ca_v1_Request_init_zero;
+	enum p11ca_err err;
+	unsigned i;
+
+	if (c == NULL || resp == NULL)
+		return p11ca_fail(em, P11CA_E_INVALID_ARG, "rpc_client_recv: bad arguments");
+	if (c->n_pending == 0)
+		return p11ca_fail(em, P11CA_E_USAGE, "no request to %s is waiting for its response",
+				  c->server);
+	if (c->broken)
+		return p11ca_fail(em, P11CA_E_IO,
+				  "the connection to %s failed earlier; connect again", c->server);
+	err = read_frame(c, now_ms() + c->timeout_ms, &frame, em);
+	if (err == P11CA_OK)
+		err = rpc_frame_response_decode(frame, resp, em);
+	p11ca_buf_free(&frame);
+	for (i = 0; err == P11CA_OK && i < c->n_pending; i++)
+		if (c->pending[i].id == resp->request_id)
+			break;
+	if (err == P11CA_OK && i == c->n_pending)
+		err = p11ca_fail(em, P11CA_E_PROTO,
+				 "the server answered request %llu, which is not waiting",
+				 (unsigned long long)resp->request_id);
+	if (err == P11CA_OK) {
+		key.request_id = c->pending[i].id;
+		key.which_op = c->pending[i].op;
+		err = check_response(&key, resp, em);
+		c->pending[i] = c->pending[--c->n_pending];
+	}
+	if (err != P11CA_OK)
+		c->broken = true;
+	return err;
+}
+
+enum p11ca_err rpc_client_call(struct rpc_client *c, p11ca_v1_Request *req, p11ca_v1_Response *resp,
+			       struct p11ca_errmsg *em)
+{
+	struct p11ca_buf *frame = NULL;
+	enum p11ca_err err;
+
+	if (c == NULL || req == NULL || resp == NULL)
+		return p11ca_fail(em, P11CA_E_INVALID_ARG, "rpc_client_call: bad arguments");
+	if (c->n_pending > 0)
+		return p11ca_fail(em, P11CA_E_USAGE,
+				  "rpc_client_call with %u pipelined requests unanswered; receive "
+				  "them first",
+				  c->n_pending);
+	int64_t deadline = now_ms() + c->timeout_ms;
+
+	err = send_request(c, req, deadline, em);
+	if (err != P11CA_OK)
+		return err;
 	if (err == P11CA_OK)
 		err = read_frame(c, deadline, &frame, em);
 	if (err == P11CA_OK)

@@ -8,8 +8,11 @@
  * the database or the HSM. Refusals (no role for the operation, over-long or truncated
  * frames, bytes that do not decode, unsupported api_version) are answered where a frame can
  * still be answered, logged, and sent to the engine as a Refusal for the audit chain.
- * One connection is served by one thread; connections beyond max_connections are closed at
- * once; a slow or silent peer times out, so no client can stall another.
+ * One connection is served by one thread, which owns its TLS object; requests a client
+ * pipelines on it are forwarded concurrently, up to CONFIG_RPC_MAX_INFLIGHT_PER_CONNECTION,
+ * and answered as they complete (possibly out of order: match by request_id). Connections
+ * beyond max_connections are closed at once; a slow or silent peer times out, so no client
+ * can stall another.
  */
 #ifndef P11CA_RPC_SERVER_H
 #define P11CA_RPC_SERVER_H

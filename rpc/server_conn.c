@@ -2,10 +2,15 @@
  * One client connection of the rpc process, on its own thread: TLS handshake, then frames
  * until the peer leaves, breaks protocol, goes quiet or the server stops.
  *
- * The socket is non-blocking and every wait is a poll() against a deadline, so a silent or
- * trickling peer costs its own thread a bounded time and nothing else. Each request is
- * checked in the order rpc/server.h gives (decode, api_version, operation, role) before the
- * engine sees it; the decoded request (which may carry a PIN) is wiped once forwarded.
+ * The thread alone uses the SSL object. It polls the socket, its eventfd and the server's
+ * stop event; reads whole frames as they come; checks each request in the order
+ * rpc/server.h gives (decode, api_version, operation, role); forwards permitted ones with
+ * chan_call_async without waiting, and writes each response when its completion arrives
+ * (the channel's reader thread marks the slot and writes the eventfd). At
+ * CONFIG_RPC_MAX_INFLIGHT_PER_CONNECTION requests in flight it stops reading: the client
+ * feels back-pressure. Every wait is bounded: a whole frame within io_timeout_ms, the idle
+ * timeout while nothing is in flight, and a deadline per request in the engine. The decoded
+ * request (which may carry a PIN) is wiped once encoded for the engine.
  */
 #include "rpc/server_conn.h"
 
@@ -20,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -100,6 +106,7 @@ void rpc_conn_peer_name(int fd, char out[RPC_PEER_SIZE])
 enum p11ca_err rpc_conn_new(struct rpc_server *s, int fd, const char *peer, struct rpc_conn **out)
 {
 	struct rpc_conn *c = calloc(1, sizeof(*c));
+	unsigned max = CONFIG_RPC_MAX_INFLIGHT_PER_CONNECTION;
 	int one = 1;
 
 	*out = NULL;
@@ -107,14 +114,21 @@ enum p11ca_err rpc_conn_new(struct rpc_server *s, int fd, const char *peer, stru
 		return P11CA_E_NOMEM;
 	c->srv = s;
 	c->fd = -1;
+	pthread_mutex_init(&c->mu, NULL);
 	snprintf(c->peer, sizeof(c->peer), "%s", peer);
+	c->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	c->inflight = calloc(max, sizeof(*c->inflight));
 	c->ssl = SSL_new(s->tls);
-	if (c->ssl == NULL || SSL_set_fd(c->ssl, fd) != 1 ||
+	if (c->wake_fd < 0 || c->inflight == NULL || c->ssl == NULL ||
+	    SSL_set_fd(c->ssl, fd) != 1 ||
 	    rpc_frame_reader_new(CONFIG_RPC_MAX_FRAME, &c->reader, NULL) != P11CA_OK) {
 		ERR_clear_error();
 		rpc_conn_free(&c);
 		return P11CA_E_NOMEM;
 	}
+	c->max_inflight = max;
+	for (unsigned i = 0; i < max; i++)
+		c->inflight[i].conn = c;
 	/* A peer that vanishes without close_notify reads as an end of stream; whether that
 	 * is clean or a truncation is for the frame reader to say (frames are self-delimiting,
 	 * so a truncation attack gains nothing). */
@@ -128,12 +142,30 @@ enum p11ca_err rpc_conn_new(struct rpc_server *s, int fd, const char *peer, stru
 	return P11CA_OK;
 }
 
+/* Take back every request still in the engine. Once chan_call_cancel returned for a call,
+ * its completion is not running, and taking `mu` once more waits out the unlock at the end
+ * of one that had just finished: nothing on the reader thread touches the connection after
+ * this. */
+static void conn_abandon_inflight(struct rpc_conn *c)
+{
+	for (unsigned i = 0; c->inflight != NULL && i < c->max_inflight; i++) {
+		struct rpc_inflight *f = &c->inflight[i];
+		if (f->used)
+			(void)chan_call_cancel(c->srv->engine, f->call_id);
+		f->used = false;
+	}
+	c->n_inflight = 0;
+	pthread_mutex_lock(&c->mu);
+	pthread_mutex_unlock(&c->mu);
+}
+
 void rpc_conn_free(struct rpc_conn **cp)
 {
 	struct rpc_conn *c = cp != NULL ? *cp : NULL;
 
 	if (c == NULL)
 		return;
+	conn_abandon_inflight(c);
 	if (c->ssl != NULL) {
 		/* One non-blocking attempt at close_notify; the peer may already be gone. */
 		if (!c->tls_broken && SSL_is_init_finished(c->ssl))
@@ -143,7 +175,16 @@ void rpc_conn_free(struct rpc_conn **cp)
 	}
 	if (c->fd >= 0)
 		close(c->fd);
+	if (c->wake_fd >= 0)
+		close(c->wake_fd);
+	for (unsigned i = 0; c->inflight != NULL && i < c->max_inflight; i++) {
+		if (c->inflight[i].reply != NULL)
+			OPENSSL_cleanse(c->inflight[i].reply, sizeof(*c->inflight[i].reply));
+		free(c->inflight[i].reply);
+	}
+	free(c->inflight);
 	rpc_frame_reader_free(&c->reader);
+	pthread_mutex_destroy(&c->mu);
 	OPENSSL_cleanse(c, sizeof(*c));
 	free(c);
 	*cp = NULL;
@@ -239,51 +280,6 @@ static bool conn_handshake(struct rpc_conn *c)
 	return true;
 }
 
-/*
- * Read one frame. The deadline runs from the call: it bounds the wait for the first byte
- * (the idle timeout) and the whole frame, so trickling bytes buys nothing.
- * *frame NULL with P11CA_OK: close quietly (the peer left between frames, stayed idle, or
- * the server is stopping). An error: the peer broke the framing; *em says how.
- */
-P11CA_MUST_CHECK static enum p11ca_err conn_read_frame(struct rpc_conn *c, struct p11ca_buf **frame,
-						       struct p11ca_errmsg *em)
-{
-	int64_t deadline = now_ms() + c->srv->io_timeout_ms;
-
-	*frame = NULL;
-	for (;;) {
-		size_t want = rpc_frame_reader_want(c->reader), got = 0, used = 0;
-		if (want > sizeof(c->chunk))
-			want = sizeof(c->chunk);
-		ERR_clear_error();
-		if (SSL_read_ex(c->ssl, c->chunk, want, &got) == 1) {
-			/* Never more than `want` bytes, so all of them belong to this frame. */
-			P11CA_GUARD(
-				rpc_frame_reader_feed(c->reader, c->chunk, got, &used, frame, em));
-			if (*frame != NULL)
-				return P11CA_OK;
-			continue;
-		}
-		enum io r = ssl_retry(c, 0, deadline, true);
-		if (r == IO_AGAIN)
-			continue;
-		bool partial = rpc_frame_reader_eof(c->reader, NULL) != P11CA_OK;
-		const char *why = r == IO_TIMEOUT ? "idle timeout"
-				  : r == IO_STOP  ? "server stopping"
-				  : r == IO_EOF	  ? "closed by the client"
-						  : "connection lost";
-		if (r == IO_TIMEOUT && partial)
-			return p11ca_fail(em, P11CA_E_TIMEOUT,
-					  "the client did not complete a frame within %u ms",
-					  c->srv->io_timeout_ms);
-		if ((r == IO_EOF || r == IO_ERROR) && partial)
-			return rpc_frame_reader_eof(c->reader, em);
-		p11ca_logf(c->srv->log, LOG_INFO, "rpc: %s fp=%.16s disconnected: %s", c->peer,
-			   c->fp_hex, why);
-		return P11CA_OK;
-	}
-}
-
 P11CA_MUST_CHECK static enum p11ca_err conn_write(struct rpc_conn *c, struct p11ca_buf *frame,
 						  struct p11ca_errmsg *em)
 {
@@ -365,30 +361,40 @@ answer(struct rpc_conn *c, uint64_t request_id, p11ca_v1_StatusCode code, const 
 	va_end(ap);
 }
 
-/* Forward the permitted request in c->to and leave the answer in c->from.response. */
-static void forward(struct rpc_conn *c, const struct rpc_op *op, uint64_t request_id)
-{
-	struct p11ca_errmsg em = {0};
-	int timeout_ms = (int)(c->srv->io_timeout_ms * RPC_ENGINE_TIMEOUT_FACTOR);
+/* ---- requests in the engine ------------------------------------------------------------- */
 
-	fill_caller(c, &c->to);
-	c->to.which_msg = p11ca_forward_v1_ToEngine_request_tag;
-	enum p11ca_err err = chan_call(c->srv->engine, &c->to, &c->from, timeout_ms, &em);
-	if (err == P11CA_OK &&
-	    (!c->from.has_response || !c->from.response.has_status ||
-	     c->from.response.status.code == p11ca_v1_StatusCode_STATUS_CODE_UNSPECIFIED))
-		err = p11ca_fail(&em, P11CA_E_PROTO, "the engine's answer has no status");
-	if (err == P11CA_OK) {
-		c->from.response.request_id = request_id;
-		return;
-	}
+/* chan_done_fn, on the channel's reader thread with the channel's lock held: mark and wake,
+ * nothing else. The eventfd is written under `mu` so that nothing here touches the
+ * connection after the unlock (see conn_abandon_inflight). */
+static void conn_engine_done(void *arg, uint64_t call_id, enum p11ca_err err, void *reply)
+{
+	struct rpc_inflight *f = arg;
+	struct rpc_conn *c = f->conn;
+	uint64_t one = 1;
+
+	(void)call_id;
+	(void)reply; /* f->reply */
+	pthread_mutex_lock(&c->mu);
+	f->err = err;
+	f->done = true;
+	while (write(c->wake_fd, &one, sizeof(one)) < 0 && errno == EINTR)
+		;
+	pthread_mutex_unlock(&c->mu);
+}
+
+/* What the client is told when the engine gave no usable answer. */
+static void engine_failed(struct rpc_conn *c, const struct rpc_op *op, uint64_t request_id,
+			  enum p11ca_err err, const struct p11ca_errmsg *em)
+{
+	int timeout_s = (int)(c->srv->io_timeout_ms * RPC_ENGINE_TIMEOUT_FACTOR / 1000);
+
 	p11ca_logf(c->srv->log, LOG_ERR, "rpc: %s fp=%.16s op=%s: engine call failed: %s", c->peer,
-		   c->fp_hex, op->name, p11ca_errmsg_text(&em));
+		   c->fp_hex, op->name, p11ca_errmsg_text(em));
 	if (err == P11CA_E_TIMEOUT)
 		answer(c, request_id, p11ca_v1_StatusCode_STATUS_CODE_DEADLINE_EXCEEDED,
 		       "the CA engine did not answer %s within %d s; it may still complete: check "
 		       "before retrying",
-		       op->name, timeout_ms / 1000);
+		       op->name, timeout_s);
 	else if (err == P11CA_E_IO)
 		answer(c, request_id, p11ca_v1_StatusCode_STATUS_CODE_UNAVAILABLE,
 		       "the CA engine is not reachable; retry once p11cad has restarted it");
@@ -397,27 +403,171 @@ static void forward(struct rpc_conn *c, const struct rpc_op *op, uint64_t reques
 		       "forwarding %s to the CA engine failed; the server log says more", op->name);
 }
 
-/* Check and answer one request frame (consumed). False: close the connection. */
+/* Encode `resp`, write it, log the request's line. False: the connection is lost. */
+static bool conn_respond(struct rpc_conn *c, const p11ca_v1_Response *resp, const struct rpc_op *op,
+			 int64_t start)
+{
+	struct p11ca_errmsg em = {0};
+	struct p11ca_buf *out = NULL;
+	enum p11ca_err err = rpc_frame_response_encode(resp, &out, &em);
+
+	if (err != P11CA_OK) {
+		/* Only an engine answer can fail here (a result over a limit): say so instead. */
+		p11ca_logf(c->srv->log, LOG_ERR, "rpc: %s fp=%.16s: cannot encode the answer: %s",
+			   c->peer, c->fp_hex, p11ca_errmsg_text(&em));
+		answer(c, resp->request_id, p11ca_v1_StatusCode_STATUS_CODE_INTERNAL,
+		       "the server could not encode its answer; the server log says more");
+		resp = &c->from.response;
+		p11ca_errmsg_clear(&em);
+		err = rpc_frame_response_encode(resp, &out, &em);
+	}
+	if (err == P11CA_OK)
+		err = conn_write(c, out, &em);
+	p11ca_buf_free(&out);
+	p11ca_logf(c->srv->log, LOG_INFO, "rpc: %s fp=%.16s role=%s op=%s status=%s %" PRId64 " ms",
+		   c->peer, c->fp_hex, rpc_role_name(c->role), op != NULL ? op->name : "-",
+		   status_name(resp->status.code), now_ms() - start);
+	if (err != P11CA_OK) {
+		p11ca_logf(c->srv->log, LOG_WARNING, "rpc: %s fp=%.16s: %s; closing", c->peer,
+			   c->fp_hex, p11ca_errmsg_text(&em));
+		c->tls_broken = c->tls_broken || err == P11CA_E_IO;
+		return false;
+	}
+	return true;
+}
+
+/* Send the permitted request in c->to to the engine without waiting. False: the connection
+ * is lost (an immediate failure could not be written). */
+static bool conn_forward(struct rpc_conn *c, const struct rpc_op *op, uint64_t request_id,
+			 int64_t start)
+{
+	struct p11ca_errmsg em = {0};
+	struct rpc_inflight *f = NULL;
+	enum p11ca_err err = P11CA_OK;
+
+	for (unsigned i = 0; i < c->max_inflight && f == NULL; i++)
+		if (!c->inflight[i].used)
+			f = &c->inflight[i];
+	/* The reader stops at the cap, so a slot is free; a reply buffer may not be. */
+	if (f == NULL)
+		err = p11ca_fail(&em, P11CA_E_INTERNAL, "no free request slot");
+	else if (f->reply == NULL && (f->reply = calloc(1, sizeof(*f->reply))) == NULL)
+		err = p11ca_fail(&em, P11CA_E_NOMEM, "out of memory for the engine's answer");
+	if (err == P11CA_OK) {
+		f->request_id = request_id;
+		f->op = op;
+		f->start_ms = start;
+		f->deadline_ms = start + (int64_t)c->srv->io_timeout_ms * RPC_ENGINE_TIMEOUT_FACTOR;
+		f->done = false;
+		f->err = P11CA_OK;
+		fill_caller(c, &c->to);
+		c->to.which_msg = p11ca_forward_v1_ToEngine_request_tag;
+		err = chan_call_async(c->srv->engine, &c->to, f->reply, conn_engine_done, f,
+				      &f->call_id, &em);
+	}
+	/* Encoded (or refused) by now: the request may hold a PIN (hsm_activate). */
+	OPENSSL_cleanse(&c->to, sizeof(c->to));
+	if (err == P11CA_OK) {
+		f->used = true;
+		c->n_inflight++;
+		return true;
+	}
+	engine_failed(c, op, request_id, err, &em);
+	return conn_respond(c, &c->from.response, op, start);
+}
+
+/* Answer a request whose completion arrived. False: the connection is lost. */
+static bool conn_complete(struct rpc_conn *c, struct rpc_inflight *f)
+{
+	struct p11ca_errmsg em = {0};
+	p11ca_forward_v1_FromEngine *from = f->reply;
+	const p11ca_v1_Response *resp = &from->response;
+	enum p11ca_err err = f->err;
+	bool ok;
+
+	if (err == P11CA_OK &&
+	    (!from->has_response || !from->response.has_status ||
+	     from->response.status.code == p11ca_v1_StatusCode_STATUS_CODE_UNSPECIFIED))
+		err = p11ca_fail(&em, P11CA_E_PROTO, "the engine's answer has no status");
+	else if (err != P11CA_OK)
+		p11ca_fail(&em, err, "the engine link stopped");
+	if (err == P11CA_OK) {
+		from->response.request_id = f->request_id;
+	} else {
+		engine_failed(c, f->op, f->request_id, err, &em);
+		resp = &c->from.response;
+	}
+	ok = conn_respond(c, resp, f->op, f->start_ms);
+	f->used = false;
+	f->done = false;
+	if (--c->n_inflight == 0)
+		c->idle_since = now_ms();
+	return ok;
+}
+
+/* Answer every request whose completion arrived, and time out those past their deadline.
+ * False: the connection is lost. */
+static bool conn_flush(struct rpc_conn *c)
+{
+	uint64_t n;
+
+	while (read(c->wake_fd, &n, sizeof(n)) < 0 && errno == EINTR)
+		;
+	for (unsigned i = 0; i < c->max_inflight; i++) {
+		struct rpc_inflight *f = &c->inflight[i];
+		if (!f->used)
+			continue;
+		pthread_mutex_lock(&c->mu);
+		bool done = f->done;
+		pthread_mutex_unlock(&c->mu);
+		if (!done && now_ms() >= f->deadline_ms &&
+		    chan_call_cancel(c->srv->engine, f->call_id)) {
+			/* A late answer is dropped by the channel. */
+			f->err = P11CA_E_TIMEOUT;
+			done = true;
+		} else if (!done) {
+			continue;
+		}
+		if (f->err == P11CA_E_TIMEOUT) {
+			struct p11ca_errmsg em = {0};
+			p11ca_fail(&em, P11CA_E_TIMEOUT, "no answer within %u ms",
+				   c->srv->io_timeout_ms * RPC_ENGINE_TIMEOUT_FACTOR);
+			engine_failed(c, f->op, f->request_id, P11CA_E_TIMEOUT, &em);
+			f->used = false;
+			if (--c->n_inflight == 0)
+				c->idle_since = now_ms();
+			if (!conn_respond(c, &c->from.response, f->op, f->start_ms))
+				return false;
+			continue;
+		}
+		if (!conn_complete(c, f))
+			return false;
+	}
+	return true;
+}
+
+/* ---- requests from the client ------------------------------------------------------------ */
+
+/* Check one request frame (consumed): answer it here, or forward it. False: close now. */
 static bool conn_serve(struct rpc_conn *c, struct p11ca_buf **frame)
 {
 	int64_t start = now_ms();
 	struct p11ca_errmsg em = {0};
 	p11ca_v1_Request *req = &c->to.msg.request;
 	const struct rpc_op *op = NULL;
-	struct p11ca_buf *out = NULL;
-	bool keep = true;
 
 	OPENSSL_cleanse(&c->to, sizeof(c->to));
 	enum p11ca_err err = rpc_frame_request_decode(*frame, req, &em);
 	p11ca_buf_free(frame);
 	OPENSSL_cleanse(c->chunk, sizeof(c->chunk));
 	if (err != P11CA_OK) {
-		/* The frame's boundaries are known, so the client can still be told why. */
+		/* The frame's boundaries are known, so the client can still be told why; then
+		 * nothing more is read (requests in flight are still answered). */
 		answer(c, 0, p11ca_v1_StatusCode_STATUS_CODE_INVALID_ARGUMENT,
 		       "the request is not a valid p11ca.v1.Request (%s); closing the connection",
 		       p11ca_errmsg_text(&em));
 		refuse_frame(c, err, &em);
-		keep = false;
+		c->reading = false;
 		goto reply;
 	}
 	uint64_t id = req->request_id;
@@ -437,34 +587,169 @@ static bool conn_serve(struct rpc_conn *c, struct p11ca_buf **frame)
 		notify_refusal(c, op->name, p11ca_v1_StatusCode_STATUS_CODE_PERMISSION_DENIED,
 			       c->from.response.status.message);
 	} else {
-		forward(c, op, id);
+		return conn_forward(c, op, id, start);
 	}
 reply:
 	/* The request may hold a PIN (hsm_activate): gone before anything else happens. */
 	OPENSSL_cleanse(&c->to, sizeof(c->to));
-	p11ca_errmsg_clear(&em);
-	err = rpc_frame_response_encode(&c->from.response, &out, &em);
-	if (err != P11CA_OK) {
-		/* Only an engine answer can fail here (a result over a limit): say so instead. */
-		p11ca_logf(c->srv->log, LOG_ERR, "rpc: %s fp=%.16s: cannot encode the answer: %s",
-			   c->peer, c->fp_hex, p11ca_errmsg_text(&em));
-		answer(c, c->from.response.request_id, p11ca_v1_StatusCode_STATUS_CODE_INTERNAL,
-		       "the server could not encode its answer; the server log says more");
-		p11ca_errmsg_clear(&em);
-		err = rpc_frame_response_encode(&c->from.response, &out, &em);
+	return conn_respond(c, &c->from.response, op, start);
+}
+
+static void conn_stop_reading(struct rpc_conn *c, const char *why)
+{
+	c->reading = false;
+	p11ca_logf(c->srv->log, LOG_INFO, "rpc: %s fp=%.16s disconnected: %s", c->peer, c->fp_hex,
+		   why);
+}
+
+/* The reader's end: a clean close between frames, or a truncation inside one. */
+static void conn_read_ended(struct rpc_conn *c, bool lost)
+{
+	struct p11ca_errmsg em = {0};
+
+	if (rpc_frame_reader_eof(c->reader, &em) != P11CA_OK) {
+		refuse_frame(c, em.code, &em);
+		c->reading = false;
+		return;
 	}
-	if (err == P11CA_OK)
-		err = conn_write(c, out, &em);
-	p11ca_buf_free(&out);
-	p11ca_logf(c->srv->log, LOG_INFO, "rpc: %s fp=%.16s role=%s op=%s status=%s %" PRId64 " ms",
-		   c->peer, c->fp_hex, rpc_role_name(c->role), op != NULL ? op->name : "-",
-		   status_name(c->from.response.status.code), now_ms() - start);
-	if (err != P11CA_OK) {
-		p11ca_logf(c->srv->log, LOG_WARNING, "rpc: %s fp=%.16s: %s; closing", c->peer,
-			   c->fp_hex, p11ca_errmsg_text(&em));
-		keep = false;
+	conn_stop_reading(c, lost ? "connection lost" : "closed by the client");
+}
+
+/*
+ * Read and serve whole frames until OpenSSL has no more bytes, the cap of requests in
+ * flight is reached, or reading ends. Bytes are read at most up to the end of the current
+ * frame, so everything read belongs to it. False: close now.
+ */
+static bool conn_read(struct rpc_conn *c)
+{
+	while (c->reading && c->n_inflight < c->max_inflight) {
+		size_t want = rpc_frame_reader_want(c->reader), got = 0, used = 0;
+		struct p11ca_buf *frame = NULL;
+		struct p11ca_errmsg em = {0};
+		bool was_empty = rpc_frame_reader_eof(c->reader, NULL) == P11CA_OK;
+
+		if (want > sizeof(c->chunk))
+			want = sizeof(c->chunk);
+		ERR_clear_error();
+		int rc = SSL_read_ex(c->ssl, c->chunk, want, &got);
+		if (rc != 1) {
+			switch (SSL_get_error(c->ssl, rc)) {
+			case SSL_ERROR_WANT_READ:
+				c->want = POLLIN;
+				return true;
+			case SSL_ERROR_WANT_WRITE:
+				c->want = POLLOUT;
+				return true;
+			case SSL_ERROR_ZERO_RETURN:
+				conn_read_ended(c, false);
+				return true;
+			default:
+				/* A vanished peer, or a fatal TLS error: no close_notify may
+				 * follow; requests in flight are abandoned (no one to tell). */
+				c->tls_broken = true;
+				ERR_clear_error();
+				conn_read_ended(c, true);
+				return false;
+			}
+		}
+		if (was_empty)
+			c->frame_start = now_ms();
+		enum p11ca_err err =
+			rpc_frame_reader_feed(c->reader, c->chunk, got, &used, &frame, &em);
+		if (err != P11CA_OK) {
+			refuse_frame(c, err, &em);
+			c->reading = false;
+			return true;
+		}
+		if (frame != NULL) {
+			c->idle_since = now_ms();
+			if (!conn_serve(c, &frame))
+				return false;
+		}
 	}
-	return keep;
+	return true;
+}
+
+/* ---- the connection's loop ----------------------------------------------------------------- */
+
+/* The deadline the reader is under: a whole frame within io_timeout_ms, and (with nothing
+ * in flight) the idle timeout. INT64_MAX: none. */
+static int64_t read_deadline(const struct rpc_conn *c, bool *partial)
+{
+	*partial = rpc_frame_reader_eof(c->reader, NULL) != P11CA_OK;
+	if (!c->reading)
+		return INT64_MAX;
+	if (*partial)
+		return c->frame_start + c->srv->io_timeout_ms;
+	if (c->n_inflight == 0)
+		return c->idle_since + c->srv->io_timeout_ms;
+	return INT64_MAX;
+}
+
+/* Wait for the socket (when reading below the cap), a completion, a stop or a deadline.
+ * False: poll failed. */
+static bool conn_poll(struct rpc_conn *c)
+{
+	bool partial;
+	int64_t deadline = read_deadline(c, &partial);
+	bool socket = c->reading && c->n_inflight < c->max_inflight;
+	struct pollfd pfd[3] = {
+		{.fd = c->wake_fd, .events = POLLIN},
+		/* Unpolled while not wanted: a hung-up socket would wake poll for ever. */
+		{.fd = socket ? c->fd : -1, .events = c->want},
+		{.fd = c->reading ? c->srv->wake_fd : -1, .events = POLLIN},
+	};
+	for (unsigned i = 0; i < c->max_inflight; i++)
+		if (c->inflight[i].used && c->inflight[i].deadline_ms < deadline)
+			deadline = c->inflight[i].deadline_ms;
+
+	int64_t left = deadline == INT64_MAX ? -1 : deadline - now_ms();
+	int rc = left < 0 && deadline != INT64_MAX
+			 ? 0
+			 : poll(pfd, 3, left > INT_MAX ? INT_MAX : (int)left);
+	if (rc < 0 && errno != EINTR)
+		return false;
+	if (pfd[2].revents != 0 || (c->reading && atomic_load(&c->srv->stopping)))
+		conn_stop_reading(c, "server stopping");
+	if (c->reading && now_ms() >= read_deadline(c, &partial)) {
+		if (partial) {
+			struct p11ca_errmsg em = {0};
+			p11ca_fail(&em, P11CA_E_TIMEOUT,
+				   "the client did not complete a frame within %u ms",
+				   c->srv->io_timeout_ms);
+			refuse_frame(c, P11CA_E_TIMEOUT, &em);
+			c->reading = false;
+		} else {
+			conn_stop_reading(c, "idle timeout");
+		}
+	}
+	return true;
+}
+
+/* Serve until the client leaves, breaks protocol, goes quiet or the server stops; requests
+ * already forwarded are answered first (unless the connection is lost). */
+static void conn_run(struct rpc_conn *c)
+{
+	c->reading = true;
+	c->want = POLLIN;
+	c->idle_since = now_ms();
+	for (;;) {
+		if (!conn_flush(c))
+			return;
+		if (!c->reading && c->n_inflight == 0)
+			return;
+		/* OpenSSL may hold bytes already taken from the socket: read before polling. */
+		if (c->reading && atomic_load(&c->srv->stopping))
+			conn_stop_reading(c, "server stopping");
+		if (!conn_read(c))
+			return;
+		if (!conn_flush(c))
+			return;
+		if (!c->reading && c->n_inflight == 0)
+			return;
+		if (!conn_poll(c))
+			return;
+	}
 }
 
 void *rpc_conn_main(void *arg)
@@ -479,17 +764,8 @@ void *rpc_conn_main(void *arg)
 	sigaddset(&set, SIGPIPE);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 
-	if (conn_handshake(c)) {
-		while (!atomic_load(&c->srv->stopping)) {
-			struct p11ca_buf *frame = NULL;
-			struct p11ca_errmsg em = {0};
-			enum p11ca_err err = conn_read_frame(c, &frame, &em);
-			if (err != P11CA_OK)
-				refuse_frame(c, err, &em);
-			if (err != P11CA_OK || frame == NULL || !conn_serve(c, &frame))
-				break;
-		}
-	}
+	if (conn_handshake(c))
+		conn_run(c);
 	rpc_conn_free(&c);
 	ERR_clear_error();
 	atomic_store(&slot->done, true);

@@ -55,7 +55,26 @@ struct rpc_server {
 	bool watching;		     /* the watcher was started */
 };
 
-/* One client connection; heap-allocated because the envelopes are large (~96 KiB). */
+struct rpc_conn;
+struct rpc_op;
+
+/* One request forwarded to the engine and not yet answered. `done`, `err` and the reply's
+ * contents pass from the channel's reader thread to the connection's under rpc_conn.mu. */
+struct rpc_inflight {
+	struct rpc_conn *conn;
+	bool used;
+	bool done;	     /* the engine's answer (or the link's failure) arrived */
+	enum p11ca_err err;  /* P11CA_OK or P11CA_E_IO */
+	uint64_t call_id;    /* the channel's */
+	uint64_t request_id; /* the client's */
+	const struct rpc_op *op;
+	int64_t start_ms, deadline_ms;
+	p11ca_forward_v1_FromEngine *reply; /* allocated at first use, kept */
+};
+
+/* One client connection; heap-allocated because the envelopes are large (~96 KiB).
+ * One thread owns it and its SSL object: it reads frames, forwards permitted requests
+ * asynchronously, and writes each response when its completion arrives. */
 struct rpc_conn {
 	struct rpc_server *srv;
 	struct rpc_server_slot *slot;
@@ -70,7 +89,18 @@ struct rpc_conn {
 	uint8_t chunk[4096];
 	/* The decoded request lives in to.msg.request: it is forwarded in place. */
 	p11ca_forward_v1_ToEngine to;
-	p11ca_forward_v1_FromEngine from;
+	p11ca_forward_v1_FromEngine from; /* answers made here (refusals, failures) */
+
+	/* Pipelining. The channel's reader thread only touches `mu`, the slots' done/err
+	 * and reply, and wake_fd (all under mu). */
+	pthread_mutex_t mu;
+	int wake_fd;		       /* eventfd: a completion arrived */
+	struct rpc_inflight *inflight; /* max_inflight slots */
+	unsigned max_inflight, n_inflight;
+	bool reading;	     /* still reading requests from the client */
+	short want;	     /* what the last SSL_read waits for: POLLIN or POLLOUT */
+	int64_t idle_since;  /* last frame read or last response written with none in flight */
+	int64_t frame_start; /* first byte of the frame being read */
 };
 
 /* "address:port" of the socket's peer, or "unknown peer". */

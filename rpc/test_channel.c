@@ -249,6 +249,166 @@ static void test_out_of_order_replies(void **state)
 	assert_int_equal(first.wrong, 0);
 }
 
+/* ---- asynchronous calls ------------------------------------------------------------------- */
+
+struct async_rec {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	unsigned n;
+	uint64_t ids[8];
+	enum p11ca_err errs[8];
+	uint64_t request_ids[8];
+};
+
+static struct async_rec rec = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER};
+
+static void rec_reset(void)
+{
+	pthread_mutex_lock(&rec.mu);
+	rec.n = 0;
+	pthread_mutex_unlock(&rec.mu);
+}
+
+static void async_done(void *arg, uint64_t call_id, enum p11ca_err err, void *reply)
+{
+	p11ca_forward_v1_FromEngine *r = reply;
+
+	(void)arg;
+	pthread_mutex_lock(&rec.mu);
+	if (rec.n < 8) {
+		rec.ids[rec.n] = call_id;
+		rec.errs[rec.n] = err;
+		rec.request_ids[rec.n] = r->response.request_id;
+		rec.n++;
+	}
+	pthread_cond_broadcast(&rec.cv);
+	pthread_mutex_unlock(&rec.mu);
+}
+
+static void rec_wait(unsigned n)
+{
+	pthread_mutex_lock(&rec.mu);
+	while (rec.n < n)
+		pthread_cond_wait(&rec.cv, &rec.mu);
+	pthread_mutex_unlock(&rec.mu);
+}
+
+static enum p11ca_err async_health(struct chan *ch, uint64_t request_id,
+				   p11ca_forward_v1_FromEngine *reply, uint64_t *call_id,
+				   struct p11ca_errmsg *em)
+{
+	p11ca_forward_v1_ToEngine call = p11ca_forward_v1_ToEngine_init_zero;
+
+	call.which_msg = p11ca_forward_v1_ToEngine_request_tag;
+	call.msg.request.api_version = 1;
+	call.msg.request.request_id = request_id;
+	call.msg.request.which_op = p11ca_v1_Request_health_tag;
+	return chan_call_async(ch, &call, reply, async_done, NULL, call_id, em);
+}
+
+/* Completions run once each, with the reply in the caller's buffer, in the server's order. */
+static void test_async_calls_complete_out_of_order(void **state)
+{
+	struct fixture *f = *state;
+	p11ca_forward_v1_FromEngine *replies = calloc(2, sizeof(*replies));
+	uint64_t id1 = 0, id2 = 0;
+	unsigned in_flight;
+
+	assert_non_null(replies);
+	rec_reset();
+	f->srv.hold_id = 31;
+	assert_int_equal(async_health(f->client, 31, &replies[0], &id1, NULL), P11CA_OK);
+	assert_int_equal(async_health(f->client, 32, &replies[1], &id2, NULL), P11CA_OK);
+	assert_true(id1 != 0 && id2 != 0 && id1 != id2);
+	rec_wait(1);
+	assert_int_equal(rec.ids[0], id2);
+	assert_int_equal(rec.errs[0], P11CA_OK);
+	assert_int_equal(rec.request_ids[0], 32);
+	assert_int_equal(replies[1].response.request_id, 32);
+	chan_counters(f->client, NULL, &in_flight);
+	assert_int_equal(in_flight, 1);
+	release(f);
+	rec_wait(2);
+	assert_int_equal(rec.ids[1], id1);
+	assert_int_equal(replies[0].response.request_id, 31);
+	/* A finished call cannot be cancelled. */
+	assert_false(chan_call_cancel(f->client, id1));
+	chan_counters(f->client, NULL, &in_flight);
+	assert_int_equal(in_flight, 0);
+	free(replies);
+}
+
+/* A cancelled call never completes; its late reply is dropped and the link goes on. */
+static void test_async_cancel(void **state)
+{
+	struct fixture *f = *state;
+	p11ca_forward_v1_FromEngine *reply = calloc(1, sizeof(*reply));
+	p11ca_forward_v1_FromEngine sync_reply;
+	uint64_t id = 0;
+
+	assert_non_null(reply);
+	rec_reset();
+	f->srv.hold = true;
+	assert_int_equal(async_health(f->client, 41, reply, &id, NULL), P11CA_OK);
+	wait_held(f, 1);
+	assert_true(chan_call_cancel(f->client, id));
+	assert_false(chan_call_cancel(f->client, id));
+	free(reply); /* nothing may write here any more (ASan) */
+	release(f);
+	/* The sync call's reply comes after the dropped one on the same stream. */
+	assert_int_equal(call_health(f->client, 42, 10000, &sync_reply, NULL), P11CA_OK);
+	assert_int_equal(sync_reply.response.request_id, 42);
+	pthread_mutex_lock(&rec.mu);
+	assert_int_equal(rec.n, 0);
+	pthread_mutex_unlock(&rec.mu);
+}
+
+/* A link that stops completes every waiting call with P11CA_E_IO; later calls are refused
+ * at once and never complete. */
+static void test_async_link_down(void **state)
+{
+	struct fixture *f = *state;
+	p11ca_forward_v1_FromEngine *replies = calloc(3, sizeof(*replies));
+	struct p11ca_errmsg em = {0};
+	uint64_t id = 0;
+
+	assert_non_null(replies);
+	rec_reset();
+	f->srv.hold = true;
+	assert_int_equal(async_health(f->client, 51, &replies[0], &id, NULL), P11CA_OK);
+	assert_int_equal(async_health(f->client, 52, &replies[1], &id, NULL), P11CA_OK);
+	wait_held(f, 1);
+	shutdown(f->fds[0], SHUT_RDWR); /* the server's end goes away */
+	rec_wait(2);
+	assert_int_equal(rec.errs[0], P11CA_E_IO);
+	assert_int_equal(rec.errs[1], P11CA_E_IO);
+	assert_int_equal(replies[0].response.request_id, 0); /* zeroed */
+	assert_int_equal(async_health(f->client, 53, &replies[2], &id, &em), P11CA_E_IO);
+	assert_non_null(strstr(em.text, "is down"));
+	release(f);
+	free(replies);
+	pthread_mutex_lock(&rec.mu);
+	assert_int_equal(rec.n, 2);
+	pthread_mutex_unlock(&rec.mu);
+}
+
+static void test_async_bad_arguments(void **state)
+{
+	struct fixture *f = *state;
+	p11ca_forward_v1_ToEngine call = p11ca_forward_v1_ToEngine_init_zero;
+	p11ca_forward_v1_FromEngine reply;
+	p11ca_forward_v1_ToEngine sreply;
+	uint64_t id = 0;
+
+	assert_int_equal(chan_call_async(f->client, &call, &reply, NULL, NULL, &id, NULL),
+			 P11CA_E_INVALID_ARG);
+	assert_int_equal(chan_call_async(f->server, &call, &sreply, async_done, NULL, &id, NULL),
+			 P11CA_E_INVALID_ARG);
+	assert_false(chan_call_cancel(f->client, 0));
+	assert_false(chan_call_cancel(f->client, 12345));
+	assert_false(chan_call_cancel(NULL, 1));
+}
+
 /* ---- notifications --------------------------------------------------------------------------- */
 
 static void test_notifications_both_ways(void **state)
@@ -415,6 +575,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_concurrent_calls_get_their_own_replies, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_out_of_order_replies, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_async_calls_complete_out_of_order, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_async_cancel, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_async_link_down, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_async_bad_arguments, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_notifications_both_ways, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_timeout_drops_late_reply_and_link_survives,
 						setup, teardown),

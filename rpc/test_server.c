@@ -37,6 +37,7 @@
 
 #include "common/kconfig.h"
 #include "rpc/channel.h"
+#include "rpc/client.h"
 #include "rpc/forward.pb.h"
 #include "rpc/frame.h"
 #include "rpc/op.h"
@@ -395,6 +396,7 @@ struct srv {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	bool finished;
+	unsigned engine_workers; /* the fake engine's; 0: 4 */
 	enum p11ca_err result;
 	struct p11ca_errmsg em;
 	struct engine eng;
@@ -471,7 +473,7 @@ static void srv_start(struct srv *s, bool fake_engine)
 			.in_size = sizeof(p11ca_forward_v1_ToEngine),
 			.max_frame = 65536,
 			.is_server = 1,
-			.workers = 4,
+			.workers = s->engine_workers ? s->engine_workers : 4,
 			.handler = engine_handler,
 			.arg = &s->eng,
 			.log = &logger,
@@ -936,7 +938,8 @@ static void test_unknown_op_unimplemented(void **state)
 	srv_finish(&s, P11CA_OK);
 }
 
-/* Requests sent back to back before reading are all answered, in order. */
+/* Requests sent back to back before reading are all answered (in any order: the one the
+ * server answers itself may overtake the one in the engine). */
 static void test_pipelined_requests(void **state)
 {
 	(void)state;
@@ -953,12 +956,17 @@ static void test_pipelined_requests(void **state)
 	memcpy(both, p11ca_buf_ptr(a), la);
 	memcpy(both + la, p11ca_buf_ptr(b), lb);
 	struct client *cl = admin_raw(s, both, la + lb);
-	assert_int_equal(client_read(cl, &resp), P11CA_OK);
-	assert_int_equal(resp.request_id, 100);
-	assert_int_equal(resp.status.code, p11ca_v1_StatusCode_STATUS_CODE_OK);
-	assert_int_equal(client_read(cl, &resp), P11CA_OK);
-	assert_int_equal(resp.request_id, 101);
-	assert_int_equal(resp.status.code, p11ca_v1_StatusCode_STATUS_CODE_FAILED_PRECONDITION);
+	bool seen[2] = {false, false};
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(client_read(cl, &resp), P11CA_OK);
+		assert_in_range(resp.request_id, 100, 101);
+		assert_false(seen[resp.request_id - 100]);
+		seen[resp.request_id - 100] = true;
+		assert_int_equal(resp.status.code,
+				 resp.request_id == 100
+					 ? p11ca_v1_StatusCode_STATUS_CODE_OK
+					 : p11ca_v1_StatusCode_STATUS_CODE_FAILED_PRECONDITION);
+	}
 	p11ca_buf_free(&a);
 	p11ca_buf_free(&b);
 	client_close(&cl);
@@ -1102,6 +1110,189 @@ static void test_engine_link_lost(void **state)
 	srv_finish(&s, P11CA_E_IO);
 }
 
+/* ---- pipelining ------------------------------------------------------------------------- */
+
+static void gate_open(struct srv *s)
+{
+	pthread_mutex_lock(&s->eng.mu);
+	s->eng.gate_closed = false;
+	pthread_cond_broadcast(&s->eng.cv);
+	pthread_mutex_unlock(&s->eng.mu);
+}
+
+static p11ca_v1_Request list_request(uint64_t id)
+{
+	p11ca_v1_Request req = health_request(id);
+	req.which_op = p11ca_v1_Request_ca_list_tag;
+	return req;
+}
+
+/* Read n responses; each id in [base, base + n) exactly once, all OK. */
+static void read_all_ok(struct client *cl, uint64_t base, unsigned n)
+{
+	bool seen[64] = {false};
+	assert_true(n <= N(seen));
+	for (unsigned i = 0; i < n; i++) {
+		assert_int_equal(client_read(cl, &resp), P11CA_OK);
+		assert_in_range(resp.request_id, base, base + n - 1);
+		assert_false(seen[resp.request_id - base]);
+		seen[resp.request_id - base] = true;
+		assert_int_equal(resp.status.code, p11ca_v1_StatusCode_STATUS_CODE_OK);
+	}
+}
+
+/* A request held in the engine does not hold up the ones behind it on the same connection:
+ * they are forwarded at once and answered first. */
+static void test_pipelined_out_of_order(void **state)
+{
+	(void)state;
+	struct srv *s = srv_new();
+	s->eng.gate_closed = true;
+	srv_start(s, true);
+	struct client *cl = client_open(s, ctx_admin);
+	assert_true(cl->connected);
+	p11ca_v1_Request slow = list_request(200), fast = health_request(201);
+	client_send_request(cl, &slow);
+	client_send_request(cl, &fast);
+	assert_int_equal(client_read(cl, &resp), P11CA_OK);
+	assert_int_equal(resp.request_id, 201);
+	assert_int_equal(resp.status.code, p11ca_v1_StatusCode_STATUS_CODE_OK);
+	assert_int_equal(resp.which_result, p11ca_v1_Response_health_tag);
+	gate_open(s);
+	assert_int_equal(client_read(cl, &resp), P11CA_OK);
+	assert_int_equal(resp.request_id, 200);
+	assert_int_equal(resp.which_result, p11ca_v1_Response_ca_list_tag);
+	client_close(&cl);
+	srv_finish(&s, P11CA_OK);
+}
+
+/* At the cap the server stops reading (the engine sees exactly the cap), and everything is
+ * answered once the engine moves: back-pressure, not failure. */
+static void test_inflight_cap_back_pressure(void **state)
+{
+	(void)state;
+	const unsigned cap = CONFIG_RPC_MAX_INFLIGHT_PER_CONNECTION, extra = 4;
+	struct srv *s = srv_new();
+	s->engine_workers = cap + extra + 1; /* the engine could take them all */
+	s->eng.gate_closed = true;
+	srv_start(s, true);
+	struct client *cl = client_open(s, ctx_admin);
+	assert_true(cl->connected);
+	for (unsigned i = 0; i < cap + extra; i++) {
+		p11ca_v1_Request req = list_request(300 + i);
+		client_send_request(cl, &req);
+	}
+	assert_true(engine_wait(&s->eng, &s->eng.requests, cap));
+	/* Bounded check that no more arrive (a wrong server would forward them at once). */
+	struct timespec dl = abs_deadline(300);
+	pthread_mutex_lock(&s->eng.mu);
+	while (s->eng.requests <= cap)
+		if (pthread_cond_timedwait(&s->eng.cv, &s->eng.mu, &dl) != 0)
+			break;
+	assert_int_equal(s->eng.requests, cap);
+	pthread_mutex_unlock(&s->eng.mu);
+	gate_open(s);
+	read_all_ok(cl, 300, cap + extra);
+	assert_int_equal(engine_count(&s->eng, &s->eng.requests), cap + extra);
+	client_close(&cl);
+	srv_finish(&s, P11CA_OK);
+}
+
+/* The client breaks TLS with requests in the engine: the connection goes at once, the
+ * engine's late answers are dropped by the channel (nothing touches the freed connection:
+ * ASan), and the server goes on serving. */
+static void test_client_gone_with_requests_in_flight(void **state)
+{
+	(void)state;
+	struct srv *s = srv_new();
+	s->eng.gate_closed = true;
+	srv_start(s, true);
+	struct client *cl = client_open(s, ctx_admin);
+	assert_true(cl->connected);
+	for (unsigned i = 0; i < 3; i++) {
+		p11ca_v1_Request req = list_request(400 + i);
+		client_send_request(cl, &req);
+	}
+	assert_true(engine_wait(&s->eng, &s->eng.requests, 3));
+	/* An application-data record that cannot decrypt: a fatal TLS error on the server. */
+	static const uint8_t junk[] = {0x17, 0x03, 0x03, 0x00, 0x05, 1, 2, 3, 4, 5};
+	assert_int_equal(write(cl->fd, junk, sizeof(junk)), (ssize_t)sizeof(junk));
+	assert_true(wait_log("disconnected: connection lost"));
+	client_close(&cl);
+	gate_open(s);
+	assert_true(wait_log("late reply to call"));
+	p11ca_v1_Request req = health_request(9);
+	assert_int_equal(call_once(s, ctx_admin, &req), P11CA_OK);
+	assert_int_equal(resp.status.code, p11ca_v1_StatusCode_STATUS_CODE_OK);
+	srv_finish(&s, P11CA_OK);
+}
+
+/* A stop with several requests in the engine answers all of them, then closes. */
+static void test_stop_with_requests_in_flight(void **state)
+{
+	(void)state;
+	struct srv *s = srv_new();
+	s->engine_workers = 8; /* all five enter the engine */
+	s->eng.gate_closed = true;
+	srv_start(s, true);
+	struct client *cl = client_open(s, ctx_admin);
+	assert_true(cl->connected);
+	for (unsigned i = 0; i < 5; i++) {
+		p11ca_v1_Request req = list_request(500 + i);
+		client_send_request(cl, &req);
+	}
+	assert_true(engine_wait(&s->eng, &s->eng.requests, 5));
+	srv_signal_stop(s);
+	assert_true(wait_log("disconnected: server stopping"));
+	assert_false(srv_wait_finished(s, 0));
+	gate_open(s);
+	read_all_ok(cl, 500, 5);
+	assert_true(client_sees_close(cl));
+	assert_true(srv_wait_finished(s, WAIT_MS));
+	client_close(&cl);
+	srv_finish(&s, P11CA_OK);
+}
+
+/* rpc/client.h's pipelined pair against this server: answers come back in the server's
+ * order and are matched; misuse is refused. */
+static void test_client_send_recv(void **state)
+{
+	(void)state;
+	struct srv *s = srv_new();
+	s->eng.gate_closed = true;
+	srv_start(s, true);
+	char server[64];
+	snprintf(server, sizeof(server), "127.0.0.1:%u", s->port);
+	const struct rpc_client_options co = {.server = server,
+					      .ca_file = path("ca", "crt"),
+					      .cert_file = path("admin", "crt"),
+					      .key_file = path("admin", "key"),
+					      .timeout_ms = WAIT_MS};
+	struct rpc_client *c = NULL;
+	struct p11ca_errmsg em = {0};
+	assert_int_equal(rpc_client_connect(&co, &c, &em), P11CA_OK);
+	assert_int_equal(rpc_client_recv(c, &resp, &em), P11CA_E_USAGE);
+	assert_non_null(strstr(em.text, "no request"));
+	p11ca_v1_Request slow = list_request(0), fast = health_request(0);
+	assert_int_equal(rpc_client_send(c, &slow, NULL), P11CA_OK);
+	assert_int_equal(rpc_client_send(c, &fast, NULL), P11CA_OK);
+	assert_true(fast.request_id != slow.request_id);
+	p11ca_errmsg_clear(&em);
+	assert_int_equal(rpc_client_call(c, &fast, &resp, &em), P11CA_E_USAGE);
+	assert_int_equal(rpc_client_recv(c, &resp, NULL), P11CA_OK);
+	assert_int_equal(resp.request_id, fast.request_id);
+	assert_int_equal(resp.which_result, p11ca_v1_Response_health_tag);
+	gate_open(s);
+	assert_int_equal(rpc_client_recv(c, &resp, NULL), P11CA_OK);
+	assert_int_equal(resp.request_id, slow.request_id);
+	assert_int_equal(resp.which_result, p11ca_v1_Response_ca_list_tag);
+	/* Back to one call at a time on the same connection. */
+	assert_int_equal(rpc_client_call(c, &fast, &resp, NULL), P11CA_OK);
+	assert_int_equal(rpc_client_send(NULL, &fast, NULL), P11CA_E_INVALID_ARG);
+	rpc_client_close(&c);
+	srv_finish(&s, P11CA_OK);
+}
+
 /* Configuration errors come back at once, and every descriptor handed over is closed. */
 static void expect_config_error(struct srv *s, const char *text)
 {
@@ -1178,6 +1369,11 @@ int main(void)
 		cmocka_unit_test(test_api_version_2_refused),
 		cmocka_unit_test(test_unknown_op_unimplemented),
 		cmocka_unit_test(test_pipelined_requests),
+		cmocka_unit_test(test_pipelined_out_of_order),
+		cmocka_unit_test(test_inflight_cap_back_pressure),
+		cmocka_unit_test(test_client_gone_with_requests_in_flight),
+		cmocka_unit_test(test_stop_with_requests_in_flight),
+		cmocka_unit_test(test_client_send_recv),
 		cmocka_unit_test(test_pin_forwarded_not_logged),
 		cmocka_unit_test(test_max_connections),
 		cmocka_unit_test(test_stop_finishes_request_in_flight),

@@ -68,6 +68,7 @@ struct bench_opts {
 	double seconds;
 	unsigned rounds;
 	unsigned clients;
+	unsigned depth;
 	bool keep, bare_only, verbose;
 };
 
@@ -100,6 +101,8 @@ static void usage(FILE *f)
 		"  --rounds N        rounds that time is cut into; medians reported (default:\n"
 		"                    rounds of %g s, max %d)\n"
 		"  --clients N       concurrent RPC clients, and bare threads (default 2, max %d)\n"
+		"  --depth N         requests each RPC client keeps in flight (default %d, max "
+		"%d)\n"
 		"  --markdown FILE   write the results into FILE's rpc section\n"
 		"  --p11cad PATH     the daemon (default: p11cad beside this program)\n"
 		"  --keep            keep the daemon's directory (config, state, logs) and print "
@@ -111,7 +114,8 @@ static void usage(FILE *f)
 		"  --verbose         every round's rates on stderr\n"
 		"environment: TMPDIR; P11CA_BENCH_REVISION, the source revision printed with the\n"
 		"results (scripts/bench.sh sets it)\n",
-		BENCH_SECONDS, BENCH_ROUND, RPC_BENCH_MAX_ROUNDS, RPC_BENCH_MAX_CLIENTS);
+		BENCH_SECONDS, BENCH_ROUND, RPC_BENCH_MAX_ROUNDS, RPC_BENCH_MAX_CLIENTS,
+		RPC_BENCH_DEPTH, RPC_BENCH_MAX_DEPTH);
 }
 
 static bool opts_parse(struct bench *b, int argc, char **argv)
@@ -120,6 +124,7 @@ static bool opts_parse(struct bench *b, int argc, char **argv)
 		{"seconds", required_argument, NULL, 's'},
 		{"rounds", required_argument, NULL, 'r'},
 		{"clients", required_argument, NULL, 'c'},
+		{"depth", required_argument, NULL, 'd'},
 		{"markdown", required_argument, NULL, 'o'},
 		{"p11cad", required_argument, NULL, 'p'},
 		{"keep", no_argument, NULL, 'k'},
@@ -133,6 +138,7 @@ static bool opts_parse(struct bench *b, int argc, char **argv)
 	struct bench_opts *o = &b->opt;
 	o->seconds = BENCH_SECONDS;
 	o->clients = 2;
+	o->depth = RPC_BENCH_DEPTH;
 	o->revision = getenv("P11CA_BENCH_REVISION");
 	char *end;
 	int ch;
@@ -154,6 +160,12 @@ static bool opts_parse(struct bench *b, int argc, char **argv)
 			if (*end != '\0' || o->clients < 1 || o->clients > RPC_BENCH_MAX_CLIENTS)
 				return fprintf(stderr, "--clients: 1 to %d\n",
 					       RPC_BENCH_MAX_CLIENTS),
+				       false;
+			break;
+		case 'd':
+			o->depth = (unsigned)strtoul(optarg, &end, 10);
+			if (*end != '\0' || o->depth < 1 || o->depth > RPC_BENCH_MAX_DEPTH)
+				return fprintf(stderr, "--depth: 1 to %d\n", RPC_BENCH_MAX_DEPTH),
 				       false;
 			break;
 		case 'o':
@@ -334,6 +346,7 @@ static enum p11ca_err phase_run(struct bench *b, const struct bench_key *k, enum
 		return rpc_bare_run(b->bare, p, k->type, k->ca, seconds, out, em);
 	struct rpc_load load = {.clients = b->clients,
 				.nclients = b->opt.clients,
+				.depth = b->opt.depth,
 				.ca = k->ca,
 				.csr = b->csr,
 				.csr_len = b->csr_len,
@@ -414,6 +427,7 @@ static enum p11ca_err report(struct bench *b, struct p11ca_errmsg *em)
 		.module = module,
 		.rpc = !b->opt.bare_only,
 		.clients = b->opt.clients,
+		.depth = b->opt.depth,
 		.seconds = b->opt.seconds,
 		.rounds = b->opt.rounds,
 		.start = b->start,

@@ -18,6 +18,8 @@
 #define RPC_BENCH_MSG_LEN     1024 /* the bare loop signs about a TBSCertificate */
 #define RPC_BENCH_MAX_ROUNDS  64
 #define RPC_BENCH_MAX_CLIENTS 16
+#define RPC_BENCH_MAX_DEPTH   64   /* requests in flight per client: RPC_CLIENT_MAX_PENDING */
+#define RPC_BENCH_DEPTH	      8	   /* default: half the server's per-connection cap (16) */
 #define RPC_BENCH_TARGET_RSA  0.80 /* issue: RPC certs/s >= 0.80 x the bare 2-session rate */
 
 /* The phases of one key, in the order they run in even rounds. */
@@ -49,6 +51,7 @@ struct rpc_bench_report {
 	const char *module;   /* the PKCS#11 module's own description and version */
 	bool rpc;	      /* false under --bare-only: no RPC column */
 	unsigned clients;
+	unsigned depth; /* requests each client keeps in flight */
 	double seconds; /* measuring time per phase and key */
 	unsigned rounds;
 	struct bench_cpu_mark start, end;
@@ -121,6 +124,7 @@ P11CA_MUST_CHECK enum p11ca_err rpc_load_ca_init(struct rpc_client *c, const cha
 struct rpc_load {
 	struct rpc_client **clients; /* one connection per thread */
 	unsigned nclients;
+	unsigned depth; /* requests each client keeps in flight (pipelined) */
 	const char *ca;
 	const uint8_t *csr;
 	size_t csr_len;
@@ -128,8 +132,9 @@ struct rpc_load {
 	const atomic_bool *interrupted;
 };
 
-/* cert_sign in a loop on every client for `seconds`; every OK reply counts (p11cad
- * answers only after the certificate is committed). Errors: those of rpc_client_call;
+/* cert_sign in a loop on every client for `seconds`, each keeping up to `depth` requests
+ * in flight; every OK reply counts (p11cad answers only after the certificate is
+ * committed). Errors: those of rpc_client_call;
  * P11CA_E_IO on the first non-OK status (with the server's message). */
 P11CA_MUST_CHECK enum p11ca_err rpc_load_run(const struct rpc_load *l, double seconds,
 					     struct rpc_bench_sample *out, struct p11ca_errmsg *em);

@@ -58,14 +58,17 @@ static void print_intro(const struct rpc_bench_report *r, FILE *f)
 		"P-256 keys generated on the token by p11cad); every request reuses one P-256 CSR "
 		"made in process, profile `webserver`, one DNS name.\n\n");
 	fprintf(f,
-		"- **RPC certs/s (%u clients)**: %u threads of the benchmark, each with its own "
-		"TLS 1.3 connection (the admin credential `p11cad init` wrote), call `cert_sign` "
-		"in a loop. Path of each certificate: client → TLS → rpc process → engine "
+		"- **RPC certs/s (%u clients)**: %u clients, each with up to %u requests in "
+		"flight: "
+		"%u threads of the benchmark, each with its own TLS 1.3 connection (the admin "
+		"credential `p11cad init` wrote), call `cert_sign` in a loop, pipelined (a new "
+		"request as soon as a response arrives). Path of each certificate: client → TLS → "
+		"rpc process → engine "
 		"(intent commit) → signer (check, `C_Sign`, verify) → engine (certificate "
 		"commit) → reply. Only OK replies count; p11cad sends one only after the "
 		"certificate is committed to its database, so each is durable. Any other "
 		"answer stops the benchmark.\n",
-		n, n);
+		n, n, r->depth, n);
 	fprintf(f,
 		"- **bare C_Sign %u**: %u threads of the benchmark, each with its own logged-in "
 		"session on the same token, sign with the CA's own key (found by its label) "
