@@ -274,6 +274,11 @@ static bool conn_handshake(struct rpc_conn *c)
 			   p11ca_errmsg_text(&em));
 		return false;
 	}
+	if (rpc_tls_peer_serial(c->ssl, c->serial, &c->serial_len, &em) != P11CA_OK) {
+		p11ca_logf(c->srv->log, LOG_WARNING, "rpc: %s refused: %s", c->peer,
+			   p11ca_errmsg_text(&em));
+		return false;
+	}
 	rpc_fingerprint_format(c->fp, c->fp_hex);
 	p11ca_logf(c->srv->log, LOG_DEBUG, "rpc: %s connected fp=%s role=%s", c->peer, c->fp_hex,
 		   rpc_role_name(c->role));
@@ -311,6 +316,9 @@ static void fill_caller(const struct rpc_conn *c, p11ca_forward_v1_ToEngine *to)
 	memcpy(to->caller.fingerprint, c->fp, RPC_FINGERPRINT_LEN);
 	to->caller.role = forward_role(c->role);
 	snprintf(to->caller.peer, sizeof(to->caller.peer), "%s", c->peer);
+	_Static_assert(sizeof(to->caller.serial.bytes) == sizeof(c->serial), "serial size");
+	memcpy(to->caller.serial.bytes, c->serial, c->serial_len);
+	to->caller.serial.size = (pb_size_t)c->serial_len;
 }
 
 /* Tell the engine, for the audit chain, what was refused. Wipes c->to first: it may still

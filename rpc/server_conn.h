@@ -83,6 +83,8 @@ struct rpc_conn {
 	bool tls_broken; /* a fatal TLS error: no close_notify may follow */
 	char peer[RPC_PEER_SIZE];
 	uint8_t fp[RPC_FINGERPRINT_LEN];
+	uint8_t serial[20]; /* the client certificate's serial, for the engine's revocation check */
+	size_t serial_len;
 	char fp_hex[RPC_FINGERPRINT_HEX_SIZE];
 	enum rpc_role role;
 	struct rpc_frame_reader *reader;

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include <openssl/err.h>
+#include <openssl/bn.h>
 #include <openssl/evp.h>
 #include <openssl/x509v3.h>
 
@@ -282,4 +283,24 @@ enum p11ca_err rpc_tls_peer_role(SSL *ssl, const struct rpc_role_table *roles, e
 	if (fp != NULL)
 		memcpy(fp, local, sizeof(local));
 	return P11CA_OK;
+}
+
+enum p11ca_err rpc_tls_peer_serial(SSL *ssl, uint8_t serial[20], size_t *len,
+				   struct p11ca_errmsg *em)
+{
+	X509 *peer = ssl != NULL ? SSL_get0_peer_certificate(ssl) : NULL;
+	BIGNUM *bn = NULL;
+	enum p11ca_err err = P11CA_OK;
+
+	*len = 0;
+	if (peer == NULL)
+		return p11ca_fail(em, P11CA_E_PROTO, "the peer sent no certificate");
+	bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(peer), NULL);
+	if (bn == NULL || BN_is_negative(bn) || BN_num_bytes(bn) > 20)
+		err = p11ca_fail(em, P11CA_E_PROTO,
+				 "the client certificate's serial is negative or over 20 octets");
+	else
+		*len = (size_t)BN_bn2bin(bn, serial);
+	BN_free(bn);
+	return err;
 }

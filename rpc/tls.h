@@ -77,4 +77,10 @@ P11CA_MUST_CHECK enum p11ca_err rpc_tls_peer_role(SSL *ssl, const struct rpc_rol
 						  uint8_t fp[RPC_FINGERPRINT_LEN],
 						  struct p11ca_errmsg *em);
 
+/* The serial number of the verified peer certificate, unsigned big-endian, into
+ * serial[0..*len) (at most 20 bytes, RFC 5280). Errors: P11CA_E_PROTO (no peer certificate,
+ * or a serial that is negative or longer than 20 octets). */
+P11CA_MUST_CHECK enum p11ca_err rpc_tls_peer_serial(SSL *ssl, uint8_t serial[20], size_t *len,
+						    struct p11ca_errmsg *em);
+
 #endif

@@ -5,6 +5,7 @@
  * audit chain, and every failure becomes a public Status through status.c.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "appliance/engine/engine_internal.h"
@@ -122,6 +123,40 @@ static void failure_audit(struct engine *eng, const struct engine_call *c, const
 			   p11ca_errmsg_text(&em));
 }
 
+/* Whether the caller's client certificate is one the management CA has revoked. The TLS
+ * layer only knows the chain; the revocation lives here, so it takes effect with the next
+ * request, without a restart. A lookup failure is not a revocation (the certificate may
+ * predate the database, e.g. restored from a backup): the role table still applies. */
+static bool caller_revoked(struct engine *eng, const p11ca_forward_v1_ToEngine *in,
+			   struct p11ca_errmsg *em)
+{
+	struct store_txn *txn = NULL;
+	struct store_ca *ca = NULL;
+	struct store_cert *cert = NULL;
+	bool revoked = false;
+	char hex[2 * STORE_SERIAL_LEN + 1];
+
+	if (!in->has_caller || in->caller.serial.size != STORE_SERIAL_LEN || eng->cfg == NULL)
+		return false;
+	ca = malloc(sizeof(*ca));
+	cert = malloc(sizeof(*cert));
+	if (ca != NULL && cert != NULL &&
+	    store_txn_begin(eng->st, STORE_TXN_READ, &txn, NULL) == P11CA_OK &&
+	    store_ca_get_by_name(txn, eng->cfg->management_ca, ca, NULL) == P11CA_OK &&
+	    store_cert_get(txn, ca->id, in->caller.serial.bytes, cert, NULL) == P11CA_OK)
+		revoked = cert->revoked;
+	store_txn_abort(&txn);
+	if (revoked) {
+		engine_hex_format(in->caller.serial.bytes, STORE_SERIAL_LEN, hex);
+		p11ca_fail(em, P11CA_E_PERMISSION,
+			   "the client certificate %s was revoked; ask an admin for a new one",
+			   hex);
+	}
+	free(ca);
+	free(cert);
+	return revoked;
+}
+
 void engine_dispatch(struct engine *eng, p11ca_forward_v1_ToEngine *in,
 		     p11ca_forward_v1_FromEngine *out)
 {
@@ -160,6 +195,12 @@ void engine_dispatch(struct engine *eng, p11ca_forward_v1_ToEngine *in,
 		err = p11ca_fail(&em, P11CA_E_POLICY,
 				 "API version %u is not served: this server speaks version %d",
 				 req->api_version, RPC_API_VERSION);
+	} else if (caller_revoked(eng, in, &em)) {
+		err = P11CA_E_PERMISSION;
+		engine_status_fill(&resp->status, err, &em);
+		resp->status.code = p11ca_v1_StatusCode_STATUS_CODE_UNAUTHENTICATED;
+		failure_audit(eng, &c, name, "rpc.denied", &resp->status);
+		goto wipe;
 	} else if (!rpc_op_permits(c.op, c.role)) {
 		err = p11ca_fail(&em, P11CA_E_PERMISSION,
 				 "role %s may not call %s: ask an admin for a role that may",

@@ -109,6 +109,18 @@ cat "$APP/auditor.err"
 [ $rc = 77 ] || fail "auditor cert sign: exit $rc, expected 77 (permission denied)"
 grep -q 'auditor may not call cert_sign' "$APP/auditor.err" || fail "the refusal does not say why"
 
+step "revoking a client certificate locks its holder out at once (no restart)"
+aserial=$(openssl x509 -in "$APP/auditor.crt" -noout -serial | sed 's/serial=//')
+p11ca cert revoke "$aserial" --reason keyCompromise >/dev/null
+set +e
+auditor ca list >/dev/null 2>"$APP/revoked.err"
+rc=$?
+set -e
+cat "$APP/revoked.err"
+[ $rc = 77 ] || fail "a revoked client certificate still works (exit $rc)"
+grep -q 'revoked' "$APP/revoked.err" || fail "the refusal does not say the certificate was revoked"
+p11ca status >/dev/null || fail "the admin was locked out too"
+
 step "the slow client is still parked or timed out; frame attacks on fresh connections"
 # Over-long and truncated frames get no answer (there is no frame to answer); a garbage
 # body inside a well-formed frame gets INVALID_ARGUMENT. Either way the server then closes
@@ -134,3 +146,4 @@ mdb_dump -p -s audit "$APP_STATE/db" >"$APP/audit.txt" 2>/dev/null ||
 n=$(grep -c 'rpc.refused' "$APP/audit.txt" || true)
 echo "audit records of refusals: $n"
 [ "$n" -ge 4 ] || fail "expected >= 4 rpc.refused audit records (auditor, big, truncated, garbage), got $n"
+grep -q 'was revoked' "$APP/audit.txt" || fail "the revoked client's attempt is not in the audit chain"
