@@ -17,6 +17,7 @@
 #include "hsm/signer.h"
 
 #define CA_LABEL_MAX 64
+#define CA_DAYS_MAX  (100 * 366) /* as for leaves: past it, years stop meaning anything */
 
 static bool ca_name_valid(const char *name)
 {
@@ -167,11 +168,29 @@ enum p11ca_err engine_ca_create(struct engine *eng, const struct engine_ca_init 
 	}
 	int64_t now = engine_now();
 	unsigned days = in->expires_days != 0 ? in->expires_days : e->cfg->ca_expires_days;
+	/* Checked before the key exists: a refusal after generation leaves a PENDING CA and
+	 * an orphan key on the token. The bound is the leaves' (cert.c). */
+	if (days == 0 || days > CA_DAYS_MAX) {
+		err = p11ca_fail(em, P11CA_E_INVALID_ARG,
+				 "%u days is not a CA validity: give 1 to %u days", days,
+				 CA_DAYS_MAX);
+		goto out;
+	}
 	int64_t not_after = now + (int64_t)days * ENGINE_DAY;
 	if (!root) {
 		int64_t limit = engine_asn1_time(X509_get0_notAfter(parent->cert));
 		if (not_after > limit)
 			not_after = limit; /* intermediates end with their parent */
+	}
+	ASN1_TIME *probe = ASN1_TIME_set(NULL, (time_t)not_after);
+	bool encodes = probe != NULL;
+	ASN1_TIME_free(probe);
+	if (!encodes) {
+		err = p11ca_fail(
+			em, P11CA_E_INVALID_ARG,
+			"notAfter %lld cannot be encoded as an X.509 time: give fewer days",
+			(long long)not_after);
+		goto out;
 	}
 	err = engine_signing_ready(e, em);
 	if (err == P11CA_OK)

@@ -97,8 +97,16 @@ static enum p11ca_err put_job_fn(struct store_txn *txn, void *arg, struct p11ca_
 				  em);
 }
 
-enum p11ca_err engine_crl_generate(struct engine *eng, const struct engine_ca *ca,
-				   const char *actor, struct p11ca_errmsg *em)
+/* The CA's stripe: CRLs of one CA are made one at a time, so their numbers reach the store in
+ * order; other CAs (other stripes) go on while one waits for the signer. */
+static pthread_mutex_t *crl_lock(struct engine *eng, uint32_t ca_id)
+{
+	return &eng->crl_locks[ca_id % ENGINE_CRL_LOCKS];
+}
+
+/* engine_crl_generate with the CA's CRL lock held. */
+static enum p11ca_err crl_generate_locked(struct engine *eng, const struct engine_ca *ca,
+					  const char *actor, struct p11ca_errmsg *em)
 {
 	struct number_job nj = {.ca_id = ca->rec.id, .ca_name = ca->rec.name, .actor = actor};
 	X509_CRL *tbs = NULL;
@@ -111,7 +119,6 @@ enum p11ca_err engine_crl_generate(struct engine *eng, const struct engine_ca *c
 		return p11ca_fail(em, P11CA_E_POLICY, "CA %s has no certificate: no CRL",
 				  ca->rec.name);
 	P11CA_GUARD(engine_signing_ready(eng, em));
-	pthread_mutex_lock(&eng->crl_lock);
 	err = commit_run(eng->commit, number_job_fn, &nj, em);
 	if (err != P11CA_OK)
 		goto out;
@@ -141,7 +148,6 @@ enum p11ca_err engine_crl_generate(struct engine *eng, const struct engine_ca *c
 	struct put_job pj = {&nj, spec.this_update, spec.next_update, der, der_len};
 	err = commit_run(eng->commit, put_job_fn, &pj, em);
 out:
-	pthread_mutex_unlock(&eng->crl_lock);
 	if (err != P11CA_OK)
 		p11ca_logf(eng->log, LOG_ERR, "engine: CRL of CA %s not published: %s",
 			   ca->rec.name, p11ca_errmsg_text(em));
@@ -149,6 +155,16 @@ out:
 	OPENSSL_free(tbs_der);
 	OPENSSL_free(der);
 	crl_entries_free(&nj.entries);
+	return err;
+}
+
+enum p11ca_err engine_crl_generate(struct engine *eng, const struct engine_ca *ca,
+				   const char *actor, struct p11ca_errmsg *em)
+{
+	pthread_mutex_t *lock = crl_lock(eng, ca->rec.id);
+	pthread_mutex_lock(lock);
+	enum p11ca_err err = crl_generate_locked(eng, ca, actor, em);
+	pthread_mutex_unlock(lock);
 	return err;
 }
 
@@ -199,6 +215,25 @@ out:
 	return err;
 }
 
+/* Regenerate a stale CRL unless another reader did while this one waited for the lock:
+ * N readers of one stale CRL make one new CRL, not N numbers and N signatures. */
+static enum p11ca_err crl_refresh(struct engine *eng, const struct engine_ca *ca, const char *actor,
+				  struct p11ca_errmsg *em)
+{
+	uint8_t *der = NULL;
+	size_t der_len = 0, entries = 0;
+	struct store_crl hdr = {0};
+	bool fresh = false;
+	pthread_mutex_t *lock = crl_lock(eng, ca->rec.id);
+	pthread_mutex_lock(lock);
+	enum p11ca_err err = crl_read(eng, ca, &der, &der_len, &hdr, &entries, &fresh, em);
+	if (err == P11CA_OK && !fresh)
+		err = crl_generate_locked(eng, ca, actor, em);
+	pthread_mutex_unlock(lock);
+	OPENSSL_free(der);
+	return err;
+}
+
 enum p11ca_err engine_op_crl_get(struct engine_call *c, p11ca_v1_Request *req,
 				 p11ca_v1_Response *resp, struct p11ca_errmsg *em)
 {
@@ -230,7 +265,7 @@ enum p11ca_err engine_op_crl_get(struct engine_call *c, p11ca_v1_Request *req,
 	if (err == P11CA_OK && !fresh) {
 		struct p11ca_errmsg gen_em;
 		p11ca_errmsg_clear(&gen_em);
-		enum p11ca_err gen = engine_crl_generate(c->eng, &ca, c->actor, &gen_em);
+		enum p11ca_err gen = crl_refresh(c->eng, &ca, c->actor, &gen_em);
 		/* Without the signer a stale CRL still beats none; no CRL at all is an error. */
 		if (gen == P11CA_OK) {
 			OPENSSL_free(der);

@@ -261,7 +261,8 @@ enum p11ca_err engine_run(const struct p11cad_config *cfg, const struct engine_f
 	int control_fd = fds->control, rpc_fd = fds->rpc, signer_fd = fds->signer;
 
 	pthread_mutex_init(&eng.lock, NULL);
-	pthread_mutex_init(&eng.crl_lock, NULL);
+	for (size_t i = 0; i < ENGINE_CRL_LOCKS; i++)
+		pthread_mutex_init(&eng.crl_locks[i], NULL);
 	engine_ca_cache_init(&eng.ca_cache);
 	eng.state = p11ca_control_v1_EngineState_ENGINE_STATE_STARTING;
 	snprintf(eng.state_text, sizeof(eng.state_text), "starting");
@@ -399,7 +400,8 @@ out:
 	if (fds->stop >= 0)
 		close(fds->stop);
 	engine_ca_cache_destroy(&eng.ca_cache);
-	pthread_mutex_destroy(&eng.crl_lock);
+	for (size_t i = 0; i < ENGINE_CRL_LOCKS; i++)
+		pthread_mutex_destroy(&eng.crl_locks[i]);
 	pthread_mutex_destroy(&eng.lock);
 	return err;
 }

@@ -31,6 +31,7 @@
 #define ENGINE_CRL_VALIDITY   (7 * 86400) /* nextUpdate = thisUpdate + 7 days */
 #define ENGINE_PAGE_MAX	      32
 #define ENGINE_DAY	      86400
+#define ENGINE_CRL_LOCKS      16
 
 /* ---- ca_cache.c: parsed CA certificates, shared by the workers ---------------------- */
 
@@ -62,8 +63,10 @@ struct engine {
 	struct chan *signer;
 	struct chan *control; /* NULL: no parent (tests, init) */
 	int64_t started;
-	pthread_mutex_t lock;	  /* state below */
-	pthread_mutex_t crl_lock; /* one CRL generation at a time: numbers stay in order */
+	pthread_mutex_t lock; /* state below */
+	/* One CRL generation per CA at a time (numbers stay in order); striped by CA id so a
+	 * slow signature for one CA does not hold up the others. */
+	pthread_mutex_t crl_locks[ENGINE_CRL_LOCKS];
 	p11ca_control_v1_EngineState state;
 	char state_text[256];
 	struct engine_ca_cache ca_cache; /* has its own lock */
@@ -220,7 +223,8 @@ int64_t engine_now(void);
 
 /* ---- crl.c ------------------------------------------------------------------------------ */
 
-/* Generate, sign and store a full CRL for `ca` (its record and certificate as loaded). */
+/* Generate, sign and store a full CRL for `ca` (its record and certificate as loaded), even
+ * when the stored one is fresh (after a revocation, at creation). Serialised per CA. */
 P11CA_MUST_CHECK enum p11ca_err engine_crl_generate(struct engine *eng, const struct engine_ca *ca,
 						    const char *actor, struct p11ca_errmsg *em);
 

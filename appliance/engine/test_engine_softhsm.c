@@ -107,6 +107,8 @@ static int write_text(const char *path, const char *text, mode_t mode)
 	return n == (ssize_t)strlen(text) ? 0 : -1;
 }
 
+static int engine_start(void);
+
 static int suite_start(bool with_pin)
 {
 	struct p11ca_errmsg em = {0};
@@ -135,12 +137,25 @@ static int suite_start(bool with_pin)
 	S.sopts.token.module_path = softhsm_module_path();
 	S.sopts.token.uri = S.token_uri;
 	S.sopts.pin_source = with_pin ? S.pin_file : NULL;
+	pthread_mutex_init(&S.ev_lock, NULL);
+	S.in = calloc(1, sizeof(*S.in));
+	S.out = calloc(1, sizeof(*S.out));
+	if (S.in == NULL || S.out == NULL)
+		return -1;
+	return engine_start();
+}
+
+/* Start the signer and engine threads and the fake parent and rpc ends (again after
+ * engine_stop, on the same state directory). */
+static int engine_start(void)
+{
+	struct p11ca_errmsg em = {0};
+	S.engine_joined = false;
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, S.signer_fds) != 0 ||
 	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, S.rpc_fds) != 0 ||
 	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, S.control_fds) != 0 ||
 	    pipe2(S.stop_fds, O_CLOEXEC) != 0)
 		return -1;
-	pthread_mutex_init(&S.ev_lock, NULL);
 	struct chan_spec ctl = {
 		.name = "test-parent→engine",
 		.out_fields = p11ca_control_v1_ControlToEngine_fields,
@@ -169,9 +184,7 @@ static int suite_start(bool with_pin)
 		fprintf(stderr, "chan_open: %s\n", em.text);
 		return -1;
 	}
-	S.in = calloc(1, sizeof(*S.in));
-	S.out = calloc(1, sizeof(*S.out));
-	return S.in != NULL && S.out != NULL ? 0 : -1;
+	return 0;
 }
 
 static int suite_setup(void **state)
@@ -759,7 +772,10 @@ static void test_concurrent_issue(void **state)
 	free(cs);
 }
 
-static void bootstrap_call(p11ca_control_v1_BootstrapResponse *out)
+/* Bootstrap into S.fx.dir/{tls,admin,roles} (names relative to S.fx.dir); host is the
+ * first server name. */
+static void bootstrap_at(const char *tls, const char *admin, const char *roles, const char *host,
+			 p11ca_control_v1_BootstrapResponse *out)
 {
 	p11ca_control_v1_ControlToEngine *m = calloc(1, sizeof(*m));
 	p11ca_control_v1_ControlFromEngine *rep = calloc(1, sizeof(*rep));
@@ -773,17 +789,22 @@ static void bootstrap_call(p11ca_control_v1_BootstrapResponse *out)
 	snprintf(b->key_label, sizeof(b->key_label), "p11ca-management");
 	b->ca_expires_days = 3650;
 	b->server_names_count = 2;
-	snprintf(b->server_names[0], sizeof(b->server_names[0]), "localhost");
+	snprintf(b->server_names[0], sizeof(b->server_names[0]), "%s", host);
 	snprintf(b->server_names[1], sizeof(b->server_names[1]), "127.0.0.1");
-	snprintf(b->tls_dir, sizeof(b->tls_dir), "%.900s/tls", S.fx.dir);
-	snprintf(b->admin_out, sizeof(b->admin_out), "%.900s/admin", S.fx.dir);
-	snprintf(b->roles_file, sizeof(b->roles_file), "%.900s/roles", S.fx.dir);
+	snprintf(b->tls_dir, sizeof(b->tls_dir), "%.900s/%s", S.fx.dir, tls);
+	snprintf(b->admin_out, sizeof(b->admin_out), "%.900s/%s", S.fx.dir, admin);
+	snprintf(b->roles_file, sizeof(b->roles_file), "%.900s/%s", S.fx.dir, roles);
 	struct p11ca_errmsg em = {0};
 	assert_int_equal(chan_call(S.control, m, rep, 60000, &em), P11CA_OK);
 	assert_int_equal(rep->which_msg, p11ca_control_v1_ControlFromEngine_bootstrap_tag);
 	*out = rep->msg.bootstrap;
 	free(m);
 	free(rep);
+}
+
+static void bootstrap_call(p11ca_control_v1_BootstrapResponse *out)
+{
+	bootstrap_at("tls", "admin", "roles", "localhost", out);
 }
 
 static void test_bootstrap(void **state)
@@ -806,7 +827,27 @@ static void test_bootstrap(void **state)
 	assert_non_null(strstr(denied->status.message, "management CA"));
 	sign_req("p11ca-management", "tool.example.test");
 	S.in->caller.role = p11ca_forward_v1_Role_ROLE_ADMIN;
+	p11ca_v1_Response *tool = call_expect(S(OK));
+	uint8_t tool_serial[20];
+	assert_int_equal(tool->result.cert_sign.cert.serial.size, sizeof(tool_serial));
+	memcpy(tool_serial, tool->result.cert_sign.cert.serial.bytes, sizeof(tool_serial));
+
+	/* A client whose certificate is valid works; once revoked, it is refused at once (no
+	 * restart), whatever its role, and the refusal is audited. */
+	req_new(p11ca_v1_Request_health_tag);
+	S.in->caller.serial.size = sizeof(tool_serial);
+	memcpy(S.in->caller.serial.bytes, tool_serial, sizeof(tool_serial));
 	call_expect(S(OK));
+	p11ca_v1_Request *rv = req_new(p11ca_v1_Request_cert_revoke_tag);
+	char hex[41];
+	serial_hex(tool_serial, sizeof(tool_serial), hex);
+	snprintf(rv->op.cert_revoke.serial, sizeof(rv->op.cert_revoke.serial), "%s", hex);
+	call_expect(S(OK));
+	req_new(p11ca_v1_Request_health_tag);
+	S.in->caller.serial.size = sizeof(tool_serial);
+	memcpy(S.in->caller.serial.bytes, tool_serial, sizeof(tool_serial));
+	p11ca_v1_Response *gone = call_expect(S(UNAUTHENTICATED));
+	assert_non_null(strstr(gone->status.message, "revoked"));
 
 	char path[4400];
 	struct stat sb;
@@ -969,6 +1010,239 @@ static void test_needs_pin(void **state)
 	assert_int_equal(r->result.health.ca_count, 1);
 }
 
+/* ---- repairs: validation before key generation, CRL races, interrupted init ------------- */
+
+/* A CA validity past what X.509 can encode is refused before the HSM makes a key: no
+ * PENDING record, no orphan key, so the same name and label work right after. */
+static void test_ca_days_refused_before_key(void **state)
+{
+	(void)state;
+	p11ca_v1_Request *rq = req_new(p11ca_v1_Request_ca_init_tag);
+	snprintf(rq->op.ca_init.name, sizeof(rq->op.ca_init.name), "huge");
+	snprintf(rq->op.ca_init.subject, sizeof(rq->op.ca_init.subject), "CN=Huge");
+	rq->op.ca_init.key_type = p11ca_v1_KeyType_KEY_TYPE_P256;
+	rq->op.ca_init.expires_days = 10000000;
+	p11ca_v1_Response *r = call_expect(S(INVALID_ARGUMENT));
+	assert_non_null(strstr(r->status.message, "days"));
+	rq->op.ca_init.expires_days = 100 * 366 + 1;
+	call_expect(S(INVALID_ARGUMENT));
+	ca_init("huge", "CN=Huge", "", 100 * 366, S.root_der, &S.root_len);
+}
+
+static uint64_t crl_number_of(const p11ca_v1_CrlGetResponse *g)
+{
+	uint64_t n = 0;
+	for (pb_size_t i = 0; i < g->crl_number.size; i++)
+		n = n << 8 | g->crl_number.bytes[i];
+	return n;
+}
+
+static uint64_t crl_get_number(const char *ca)
+{
+	p11ca_v1_Request *rq = req_new(p11ca_v1_Request_crl_get_tag);
+	snprintf(rq->op.crl_get.ca, sizeof(rq->op.crl_get.ca), "%s", ca);
+	rq->op.crl_get.format = p11ca_v1_Format_FORMAT_DER;
+	return crl_number_of(&call_expect(S(OK))->result.crl_get);
+}
+
+/* With the engine stopped, store the CA's CRL again under a new number but past its
+ * nextUpdate: what a daemon finds after a week without revocations. Returns that number. */
+static uint64_t crl_make_stale(const char *ca_name)
+{
+	char path[4400];
+	struct store_options so = {.path = path};
+	struct store *st = NULL;
+	struct store_txn *txn = NULL;
+	struct store_ca *ca = calloc(1, sizeof(*ca));
+	struct store_crl crl;
+	struct p11ca_errmsg em = {0};
+	uint64_t number = 0;
+	assert_non_null(ca);
+	snprintf(path, sizeof(path), "%s/db", S.dir);
+	engine_stop();
+	assert_int_equal(store_open(&so, &st, &em), P11CA_OK);
+	assert_int_equal(store_txn_begin(st, STORE_TXN_WRITE, &txn, &em), P11CA_OK);
+	assert_int_equal(store_ca_get_by_name(txn, ca_name, ca, &em), P11CA_OK);
+	assert_int_equal(store_crl_get(txn, ca->id, STORE_CRL_SCOPE_FULL, &crl, &em), P11CA_OK);
+	uint8_t *der = malloc(crl.der_len);
+	assert_non_null(der);
+	memcpy(der, crl.der, crl.der_len);
+	int64_t now = (int64_t)time(NULL);
+	assert_int_equal(store_crl_number_next(txn, ca->id, &number, &em), P11CA_OK);
+	assert_int_equal(store_crl_put(txn, ca->id, STORE_CRL_SCOPE_FULL, number, now - 8 * 86400,
+				       now - 86400, der, crl.der_len, &em),
+			 P11CA_OK);
+	assert_int_equal(store_audit_append(txn, "test.stale", "test", ca_name, "", NULL, &em),
+			 P11CA_OK);
+	assert_int_equal(store_txn_commit(&txn, &em), P11CA_OK);
+	store_close(&st);
+	free(der);
+	free(ca);
+	assert_int_equal(engine_start(), 0);
+	return number;
+}
+
+enum { CRL_READERS = 8 };
+
+struct crl_reader {
+	pthread_t thread;
+	p11ca_forward_v1_ToEngine in;
+	p11ca_forward_v1_FromEngine out;
+	bool ok;
+	uint64_t number;
+};
+
+static void *crl_reader_main(void *arg)
+{
+	struct crl_reader *c = arg;
+	struct p11ca_errmsg em = {0};
+	c->ok = chan_call(S.rpc, &c->in, &c->out, 60000, &em) == P11CA_OK &&
+		c->out.response.status.code == S(OK);
+	if (c->ok)
+		c->number = crl_number_of(&c->out.response.result.crl_get);
+	return NULL;
+}
+
+/* Eight readers of one stale CRL make one new CRL: one number, one signature. */
+static void test_crl_stale_readers(void **state)
+{
+	(void)state;
+	ca_init("crl-race", "CN=CRL race", "", 365, S.root_der, &S.root_len);
+	uint64_t first = crl_get_number("crl-race");
+	uint64_t stale = crl_make_stale("crl-race");
+	assert_true(stale > first);
+	struct crl_reader *cs = calloc(CRL_READERS, sizeof(*cs));
+	assert_non_null(cs);
+	p11ca_v1_Request *rq = req_new(p11ca_v1_Request_crl_get_tag);
+	snprintf(rq->op.crl_get.ca, sizeof(rq->op.crl_get.ca), "crl-race");
+	rq->op.crl_get.format = p11ca_v1_Format_FORMAT_DER;
+	for (int t = 0; t < CRL_READERS; t++) {
+		cs[t].in = *S.in;
+		assert_int_equal(pthread_create(&cs[t].thread, NULL, crl_reader_main, &cs[t]), 0);
+	}
+	for (int t = 0; t < CRL_READERS; t++)
+		pthread_join(cs[t].thread, NULL);
+	for (int t = 0; t < CRL_READERS; t++) {
+		assert_true(cs[t].ok);
+		assert_int_equal(cs[t].number, stale + 1);
+	}
+	free(cs);
+	/* Fresh now: reading again makes nothing new. */
+	assert_int_equal(crl_get_number("crl-race"), stale + 1);
+}
+
+static void text_file(const char *path, char *text, size_t cap)
+{
+	FILE *f = fopen(path, "r");
+	assert_non_null(f);
+	size_t n = fread(text, 1, cap - 1, f);
+	text[n] = '\0';
+	fclose(f);
+}
+
+static int count_of(const char *hay, const char *needle)
+{
+	int n = 0;
+	for (const char *p = strstr(hay, needle); p != NULL; p = strstr(p + 1, needle))
+		n++;
+	return n;
+}
+
+static void expect_bootstrap_refused(const char *tls, const char *admin, const char *want)
+{
+	p11ca_control_v1_BootstrapResponse b;
+	bootstrap_at(tls, admin, "roles", "localhost", &b);
+	if (b.error == 0)
+		fail_msg("bootstrap into %s, %s succeeded; want '%s'", tls, admin, want);
+	if (strstr(b.message, want) == NULL)
+		fail_msg("bootstrap: '%s', want '%s'", b.message, want);
+}
+
+/* Directories someone else could write into, or a symlink, never receive a key. */
+static void test_bootstrap_unsafe_dirs(void **state)
+{
+	(void)state;
+	char path[4400], link[4400];
+	snprintf(path, sizeof(path), "%s/tls-g", S.fx.dir);
+	assert_int_equal(mkdir(path, 0700), 0);
+	assert_int_equal(chmod(path, 0770), 0);
+	expect_bootstrap_refused("tls-g", "admin-g", "chmod go-w");
+	snprintf(path, sizeof(path), "%s/tls-o", S.fx.dir);
+	assert_int_equal(mkdir(path, 0700), 0);
+	assert_int_equal(chown(path, 65534, 65534), 0);
+	expect_bootstrap_refused("tls-o", "admin-o", "owned by uid 65534");
+	snprintf(path, sizeof(path), "%s/tls-real", S.fx.dir);
+	snprintf(link, sizeof(link), "%s/tls-link", S.fx.dir);
+	assert_int_equal(mkdir(path, 0700), 0);
+	assert_int_equal(symlink(path, link), 0);
+	expect_bootstrap_refused("tls-link", "admin-l", "symbolic link");
+	/* Nothing was written into any of them. */
+	assert_int_equal(sh("test -z \"$(find %s/tls-g %s/tls-o %s/tls-real -mindepth 1)\"",
+			    S.fx.dir, S.fx.dir, S.fx.dir),
+			 0);
+}
+
+/* An init that stopped between its steps is finished by the next one, never doubled. */
+static void test_bootstrap_repairs(void **state)
+{
+	(void)state;
+	p11ca_control_v1_BootstrapResponse b;
+	char path[4400], text[4096], fp[65];
+
+	/* A host name becomes one commonName, verbatim (an IPv6 literal has `:`s). */
+	bootstrap_at("tls", "admin", "roles", "2001:db8::1", &b);
+	if (b.error != 0)
+		fail_msg("bootstrap: %s", b.message);
+	assert_true(b.server_cert_created && b.admin_created);
+	snprintf(fp, sizeof(fp), "%s", b.admin_fingerprint);
+	assert_int_equal(sh("openssl x509 -in %s/tls/server.crt -noout -subject -nameopt RFC2253 "
+			    "| grep -qx 'subject=CN=2001:db8::1'",
+			    S.fx.dir),
+			 0);
+	/* Only the final names: no temporary file is left behind. */
+	assert_int_equal(sh("test \"$(ls -A %s/tls | tr '\\n' ' ')\" = 'ca.crt server.crt "
+			    "server.key '",
+			    S.fx.dir),
+			 0);
+	snprintf(path, sizeof(path), "%s/roles", S.fx.dir);
+	text_file(path, text, sizeof(text));
+	assert_int_equal(count_of(text, fp), 1);
+
+	/* Died after admin.crt, before the roles line: the rerun adds it, once. */
+	assert_int_equal(write_text(path, "# roles\n", 0600), 0);
+	bootstrap_at("tls", "admin", "roles", "2001:db8::1", &b);
+	if (b.error != 0)
+		fail_msg("bootstrap again: %s", b.message);
+	assert_false(b.admin_created);
+	assert_string_equal(b.admin_fingerprint, fp);
+	text_file(path, text, sizeof(text));
+	assert_int_equal(count_of(text, fp), 1);
+	assert_non_null(strstr(text, " admin"));
+	bootstrap_at("tls", "admin", "roles", "2001:db8::1", &b);
+	assert_int_equal(b.error, 0);
+	text_file(path, text, sizeof(text));
+	assert_int_equal(count_of(text, fp), 1);
+
+	/* A stale server.key without server.crt: refused before a serial is burned. */
+	snprintf(path, sizeof(path), "%s/tls/server.crt", S.fx.dir);
+	assert_int_equal(unlink(path), 0);
+	expect_bootstrap_refused("tls", "admin", "remove the stale server.key");
+	snprintf(path, sizeof(path), "%s/tls/server.key", S.fx.dir);
+	assert_int_equal(unlink(path), 0);
+	bootstrap_at("tls", "admin", "roles", "2001:db8::1", &b);
+	if (b.error != 0)
+		fail_msg("bootstrap after removing the key: %s", b.message);
+	assert_true(b.server_cert_created);
+	struct stat sb;
+	assert_int_equal(stat(path, &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, 0600);
+	/* The new key is the new certificate's. */
+	assert_int_equal(sh("cd %s/tls && test \"$(openssl pkey -in server.key -pubout)\" = "
+			    "\"$(openssl x509 -in server.crt -noout -pubkey)\"",
+			    S.fx.dir),
+			 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -986,7 +1260,14 @@ int main(void)
 	const struct CMUnitTest pin_tests[] = {
 		cmocka_unit_test(test_needs_pin),
 	};
+	const struct CMUnitTest repair_tests[] = {
+		cmocka_unit_test(test_ca_days_refused_before_key),
+		cmocka_unit_test(test_crl_stale_readers),
+		cmocka_unit_test(test_bootstrap_unsafe_dirs),
+		cmocka_unit_test(test_bootstrap_repairs),
+	};
 	int failed = cmocka_run_group_tests_name("flow", tests, suite_setup, suite_teardown);
+	failed += cmocka_run_group_tests_name("repairs", repair_tests, suite_setup, suite_teardown);
 	failed += cmocka_run_group_tests_name("needs_pin", pin_tests, pin_setup, suite_teardown);
 	return failed;
 }
