@@ -1,14 +1,21 @@
 #include "appliance/child.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <linux/capability.h>
+#include <pwd.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "appliance/config.h"
@@ -139,6 +146,186 @@ static enum p11ca_err run_engine(const struct p11cad_config *cfg, bool init,
 	return engine_run(cfg, &fds, log, em);
 }
 
+/* ---- the rpc process's sandbox ------------------------------------------------------ */
+
+#define EMPTY_DIR    "empty" /* under state_dir */
+#define SANDBOX_CAPS ((1u << CAP_SYS_CHROOT) | (1u << CAP_SETUID) | (1u << CAP_SETGID))
+
+struct rpc_sandbox {
+	const struct p11cad_config *cfg;
+	const struct p11ca_logger *log;
+};
+
+/* The effective capability set's low word (every capability used here is below 32), read
+ * with the raw system call: libcap is not worth a dependency for one word. */
+static int caps_effective(uint32_t *eff, uint32_t *perm)
+{
+	struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+	struct __user_cap_data_struct d[_LINUX_CAPABILITY_U32S_3];
+	memset(d, 0, sizeof(d));
+	if (syscall(SYS_capget, &h, d) != 0)
+		return -1;
+	*eff = d[0].effective | d[1].effective;
+	*perm = d[0].permitted | d[1].permitted;
+	return 0;
+}
+
+/* A non-root user keeps its capabilities across setresuid (only a change away from uid 0
+ * clears them): clear them all explicitly. */
+static int caps_clear(void)
+{
+	struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+	struct __user_cap_data_struct d[_LINUX_CAPABILITY_U32S_3];
+	memset(d, 0, sizeof(d));
+	return (int)syscall(SYS_capset, &h, d);
+}
+
+/* Open `path` as the chroot: created 0555 if missing, then it must be a real directory (no
+ * symlink), owned by root or by this process's user, writable by nobody and empty — a
+ * directory the rpc user could write to, or that holds anything, would give it back what
+ * the chroot takes. Checked on the open descriptor, which the chroot then uses. */
+static enum p11ca_err empty_dir_open(const char *path, int *out, struct p11ca_errmsg *em)
+{
+	enum p11ca_err err = P11CA_OK;
+	DIR *d = NULL;
+	struct stat st;
+	int fd = -1;
+
+	if (mkdir(path, 0555) == 0) {
+		if (chmod(path, 0555) != 0) /* the umask may have taken more */
+			return p11ca_fail(em, P11CA_E_IO, "rpc sandbox: chmod %s: %s", path,
+					  strerror(errno));
+	} else if (errno != EEXIST) {
+		return p11ca_fail(em, P11CA_E_IO,
+				  "rpc sandbox: cannot create the empty directory %s: %s (does "
+				  "state_dir exist? p11cad init creates it)",
+				  path, strerror(errno));
+	}
+	fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) != 0) {
+		err = p11ca_fail(em, P11CA_E_IO, "rpc sandbox: cannot open %s: %s", path,
+				 strerror(errno));
+		goto out;
+	}
+	if ((st.st_uid != 0 && st.st_uid != geteuid()) || (st.st_mode & 0222) != 0) {
+		err = p11ca_fail(em, P11CA_E_CONFIG,
+				 "rpc sandbox: %s must be owned by root and writable by nobody "
+				 "(it is uid %u, mode %04o): chown root: %s && chmod 0555 %s",
+				 path, (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777), path,
+				 path);
+		goto out;
+	}
+	int dup_fd = dup(fd); /* fdopendir takes its descriptor; keep fd for fchdir */
+	d = dup_fd < 0 ? NULL : fdopendir(dup_fd);
+	if (d == NULL) {
+		if (dup_fd >= 0)
+			close(dup_fd);
+		err = p11ca_fail(em, P11CA_E_IO, "rpc sandbox: cannot list %s: %s", path,
+				 strerror(errno));
+		goto out;
+	}
+	for (const struct dirent *e; (e = readdir(d)) != NULL;) {
+		if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
+			err = p11ca_fail(
+				em, P11CA_E_CONFIG,
+				"rpc sandbox: %s must be empty but holds '%s': remove what "
+				"is in it",
+				path, e->d_name);
+			goto out;
+		}
+	}
+	*out = fd;
+	fd = -1;
+out:
+	if (d != NULL)
+		closedir(d);
+	if (fd >= 0)
+		close(fd);
+	return err;
+}
+
+/* Chroot into the empty directory and become uid:gid for good. */
+static enum p11ca_err drop(const struct rpc_sandbox *sb, uid_t uid, gid_t gid, const char *dir,
+			   struct p11ca_errmsg *em)
+{
+	int fd = -1;
+	uid_t r, e, s;
+	gid_t rg, eg, sg;
+	uint32_t eff = 0, perm = 0;
+
+	P11CA_GUARD(empty_dir_open(dir, &fd, em));
+	int rc = fchdir(fd);
+	close(fd);
+	if (rc != 0 || chroot(".") != 0 || chdir("/") != 0)
+		return p11ca_fail(em, P11CA_E_PERMISSION, "rpc sandbox: chroot %s: %s", dir,
+				  strerror(errno));
+	if (setgroups(0, NULL) != 0 || setresgid(gid, gid, gid) != 0 ||
+	    setresuid(uid, uid, uid) != 0 || caps_clear() != 0)
+		return p11ca_fail(em, P11CA_E_PERMISSION, "rpc sandbox: cannot become %s: %s",
+				  sb->cfg->rpc_user, strerror(errno));
+	/* Prove it cannot come back. */
+	if (setuid(0) == 0 || setgid(0) == 0 || getresuid(&r, &e, &s) != 0 ||
+	    getresgid(&rg, &eg, &sg) != 0 || r != uid || e != uid || s != uid || rg != gid ||
+	    eg != gid || sg != gid || caps_effective(&eff, &perm) != 0 || eff != 0 || perm != 0)
+		return p11ca_fail(em, P11CA_E_PERMISSION,
+				  "rpc sandbox: the switch to %s did not hold (it could regain "
+				  "root); refusing to serve",
+				  sb->cfg->rpc_user);
+	/* A change of user resets dumpable to fs.suid_dumpable, which may be 2. */
+	if (p11cad_harden() != 0)
+		return p11ca_fail(em, P11CA_E_INTERNAL,
+				  "rpc sandbox: cannot disable core dumps: %s", strerror(errno));
+	return P11CA_OK;
+}
+
+/* The rpc_server_options.sandbox hook: the rpc process has read its files, listens on
+ * descriptors it was given and talks to the engine over one: it needs no filesystem and no
+ * user of its own. */
+static enum p11ca_err rpc_sandbox(void *arg, struct p11ca_errmsg *em)
+{
+	const struct rpc_sandbox *sb = arg;
+	char dir[P11CAD_PATH_MAX];
+	uint32_t eff = 0, perm = 0;
+
+	/* The user database is outside the chroot: resolve first. */
+	errno = 0;
+	const struct passwd *found = getpwnam(sb->cfg->rpc_user);
+	if (found == NULL || found->pw_uid == 0 || found->pw_gid == 0)
+		return p11ca_fail(em, P11CA_E_CONFIG,
+				  "rpc sandbox: [rpc] user '%s' %s; set it to an unprivileged user",
+				  sb->cfg->rpc_user, found == NULL ? "does not exist" : "is root");
+	uid_t uid = found->pw_uid;
+	gid_t gid = found->pw_gid;
+	if (caps_effective(&eff, &perm) != 0)
+		return p11ca_fail(em, P11CA_E_INTERNAL, "rpc sandbox: capget: %s", strerror(errno));
+	bool able = (eff & SANDBOX_CAPS) == SANDBOX_CAPS;
+	if (able) {
+		P11CA_GUARD(p11cad_config_path(sb->cfg, EMPTY_DIR, dir, em));
+		P11CA_GUARD(drop(sb, uid, gid, dir, em));
+	} else if (geteuid() == 0) {
+		/* Root that cannot drop would serve the network as root with the whole disk. */
+		return p11ca_fail(em, P11CA_E_PERMISSION,
+				  "rpc sandbox: running as root without CAP_SYS_CHROOT, CAP_SETUID "
+				  "and CAP_SETGID, so the rpc process cannot drop root; allow them "
+				  "(systemd: CapabilityBoundingSet=) or run p11cad as a non-root "
+				  "user");
+	}
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+		return p11ca_fail(em, P11CA_E_INTERNAL, "rpc sandbox: PR_SET_NO_NEW_PRIVS: %s",
+				  strerror(errno));
+	if (able)
+		p11ca_logf(sb->log, LOG_INFO, "rpc: sandboxed: chroot %s, uid %u (%s)", dir,
+			   (unsigned)uid, sb->cfg->rpc_user);
+	else
+		p11ca_logf(sb->log, LOG_NOTICE,
+			   "rpc: not sandboxed: running as uid %u without CAP_SYS_CHROOT, "
+			   "CAP_SETUID and CAP_SETGID, so the rpc process keeps this user and sees "
+			   "the whole filesystem (only no-new-privileges is set); run p11cad as "
+			   "root or give it those capabilities to chroot it and run it as %s",
+			   (unsigned)geteuid(), sb->cfg->rpc_user);
+	return P11CA_OK;
+}
+
 static enum p11ca_err run_rpc(const struct p11cad_config *cfg, const struct p11ca_logger *log,
 			      struct p11ca_errmsg *em)
 {
@@ -157,6 +344,7 @@ static enum p11ca_err run_rpc(const struct p11cad_config *cfg, const struct p11c
 	P11CA_GUARD(p11cad_config_path(cfg, cfg->tls_cert, cert, em));
 	P11CA_GUARD(p11cad_config_path(cfg, cfg->tls_key, key, em));
 	P11CA_GUARD(p11cad_config_path(cfg, cfg->roles_file, roles, em));
+	struct rpc_sandbox sb = {.cfg = cfg, .log = log};
 	const char *inline_roles[2 * P11CAD_ROLES_MAX];
 	for (size_t i = 0; i < cfg->n_roles; i++) {
 		inline_roles[2 * i] = cfg->roles[i].fingerprint;
@@ -176,6 +364,8 @@ static enum p11ca_err run_rpc(const struct p11cad_config *cfg, const struct p11c
 		.max_connections = cfg->max_connections,
 		.io_timeout_ms = cfg->io_timeout_ms,
 		.log = log,
+		.sandbox = rpc_sandbox,
+		.sandbox_arg = &sb,
 	};
 	if (o.stop_fd < 0)
 		return p11ca_fail(em, P11CA_E_INTERNAL, "signalfd: %s", strerror(errno));

@@ -15,6 +15,11 @@
  * itself non-dumpable with core files off, and turns SIGTERM/SIGINT into a readable
  * descriptor (the `stop` fd of the engine and rpc). The signer has no stop fd: it exits
  * when the engine's link closes, or at SIGTERM.
+ *
+ * The rpc child sandboxes itself once its files are read (rpc_server_options.sandbox):
+ * chroot into state_dir/empty, [rpc] user, no groups, no capabilities, no-new-privileges;
+ * with too little privilege for that, only no-new-privileges and a notice
+ * (docs/appliance.md, "Privileges"). The engine and the signer keep the daemon's user.
  */
 #ifndef P11CA_APPLIANCE_CHILD_H
 #define P11CA_APPLIANCE_CHILD_H

@@ -10,6 +10,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -55,6 +56,11 @@ const struct config_key config_keys[] = {
 	    "Concurrent client connections; more are closed at once."),
 	KEY("rpc", "io_timeout_ms", CONFIG_UINT, io_timeout_ms, 100, 600000, 0,
 	    "Time allowed for the TLS handshake and for each whole request or reply frame."),
+	KEY("rpc", "user", CONFIG_USER, rpc_user, 0, 0, 0,
+	    "The network-facing rpc process switches to this user (not root) and chroots\n"
+	    "into the empty directory state_dir/empty once its TLS files are read. Needs\n"
+	    "p11cad to start as root, or with CAP_SYS_CHROOT, CAP_SETUID and CAP_SETGID;\n"
+	    "otherwise it only sets no-new-privileges and says so in the log."),
 	KEY("http", "listen", CONFIG_LISTEN_OPT, http_listen, 0, 0, 0,
 	    "Address of the CRL/OCSP responder (HOST:PORT), empty for none. Accepted and\n"
 	    "checked now; the responder is served from a later release."),
@@ -139,6 +145,7 @@ void config_set_defaults(struct p11cad_config *cfg)
 	snprintf(cfg->roles_file, sizeof(cfg->roles_file), "roles");
 	cfg->max_connections = CONFIG_RPC_MAX_CONNECTIONS;
 	cfg->io_timeout_ms = CONFIG_RPC_IO_TIMEOUT_MS;
+	snprintf(cfg->rpc_user, sizeof(cfg->rpc_user), "nobody");
 	snprintf(cfg->db_path, sizeof(cfg->db_path), "db");
 	cfg->map_size_mb = CONFIG_STORE_MAP_SIZE_MB;
 	cfg->workers = 16;
@@ -186,6 +193,20 @@ static bool parse_bool(const char *v, bool *out)
 		}
 	}
 	return false;
+}
+
+/* NULL when `name` is a user the rpc process may become, else why not. Only at load: the
+ * rpc process resolves the user again before its chroot (the database may change). */
+static const char *user_problem(const char *name)
+{
+	errno = 0;
+	const struct passwd *pw = getpwnam(name);
+	if (pw == NULL)
+		return errno != 0 && errno != ENOENT && errno != ESRCH ? strerror(errno)
+								       : "no such user";
+	if (pw->pw_uid == 0 || pw->pw_gid == 0)
+		return "it is root (uid or gid 0), which would undo the sandbox";
+	return NULL;
 }
 
 /* ---- sections (seen by the reader, so empty sections count too) -------------------- */
@@ -351,6 +372,22 @@ static int set_table_key(struct parse *p, const struct config_key *k, const char
 		snprintf(cfg->rpc_listen[cfg->n_rpc_listen++], P11CAD_ADDR_MAX, "%s", v);
 		return 1;
 	}
+	case CONFIG_USER: {
+		const char *why;
+		if (strlen(v) > P11CAD_USER_MAX || !valid_name(v))
+			return perr(
+				p,
+				"%s '%s' is not a user name: use 1..%d letters, digits, '.', '_' "
+				"or '-'",
+				k->name, v, P11CAD_USER_MAX);
+		why = user_problem(v);
+		if (why != NULL)
+			return perr(p,
+				    "%s '%s' cannot run the rpc process: %s (create one with "
+				    "useradd --system, or use nobody)",
+				    k->name, v, why);
+		return set_string(p, k, v);
+	}
 	case CONFIG_UINT:
 	case CONFIG_SIZE:
 		if (!parse_ulong(v, &n) || n < k->min || n > k->max)
@@ -494,6 +531,12 @@ static enum p11ca_err check_complete(struct parse *p, struct p11ca_errmsg *em)
 						  : "the token label");
 	}
 	const struct p11cad_config *cfg = p->cfg;
+	const char *why = user_problem(cfg->rpc_user); /* the default is checked here */
+	if (why != NULL)
+		return p11ca_fail(em, P11CA_E_CONFIG,
+				  "%s: [rpc] user '%s' cannot run the rpc process: %s; set [rpc] "
+				  "user to an unprivileged user",
+				  p->name, cfg->rpc_user, why);
 	if (p11cad_config_profile(cfg, cfg->default_profile) == NULL) {
 		size_t i = 0;
 		while (i < config_n_keys && strcmp(config_keys[i].name, "default_profile") != 0)

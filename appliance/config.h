@@ -4,13 +4,13 @@
  * The parent loads and validates the file before it starts anything; each child loads the
  * same file again after exec (nothing but file descriptors crosses the exec). Unknown
  * sections or keys, bad values and missing required keys stop start-up with
- * "FILE:LINE: what is wrong" (P11CA_E_CONFIG). docs/appliance.md lists every key (man page: docs/p11cad.8); the file
- * `p11cad init` writes carries the same text as comments.
+ * "FILE:LINE: what is wrong" (P11CA_E_CONFIG). docs/appliance.md lists every key (man page:
+ * docs/p11cad.8); the file `p11cad init` writes carries the same text as comments.
  *
  * Relative paths are relative to state_dir. Sections:
  *   [daemon]   state_dir
  *   [rpc]      listen (repeatable, HOST:PORT), tls_cert, tls_key, client_ca, roles_file,
- *              max_connections, io_timeout_ms
+ *              max_connections, io_timeout_ms, user
  *   [http]     listen (the CRL/OCSP responder's; accepted, served from a later release)
  *   [storage]  path, map_size_mb
  *   [hsm]      module, token (label), pin_source (file path, "credential:NAME", or empty:
@@ -31,13 +31,14 @@
 
 #include "common/err.h"
 
-#define P11CAD_PATH_MAX	     1024
-#define P11CAD_LISTEN_MAX    4
-#define P11CAD_ADDR_MAX	     128 /* "host:port" */
-#define P11CAD_NAME_MAX	     64
-#define P11CAD_PROFILES_MAX  16
-#define P11CAD_EKU_MAX	     8
-#define P11CAD_ROLES_MAX     64
+#define P11CAD_PATH_MAX	    1024
+#define P11CAD_LISTEN_MAX   4
+#define P11CAD_ADDR_MAX	    128 /* "host:port" */
+#define P11CAD_NAME_MAX	    64
+#define P11CAD_PROFILES_MAX 16
+#define P11CAD_EKU_MAX	    8
+#define P11CAD_ROLES_MAX    64
+#define P11CAD_USER_MAX	    32 /* useradd's limit */
 
 struct p11cad_profile {
 	char name[P11CAD_NAME_MAX + 1];
@@ -64,13 +65,14 @@ struct p11cad_config {
 
 	/* [rpc] */
 	char rpc_listen[P11CAD_LISTEN_MAX][P11CAD_ADDR_MAX];
-	size_t n_rpc_listen;		   /* >= 1 */
-	char tls_cert[P11CAD_PATH_MAX];	   /* default tls/server.crt */
-	char tls_key[P11CAD_PATH_MAX];	   /* default tls/server.key */
-	char client_ca[P11CAD_PATH_MAX];   /* default tls/ca.crt (the management CA) */
-	char roles_file[P11CAD_PATH_MAX];  /* default roles */
-	unsigned max_connections;	   /* default CONFIG_RPC_MAX_CONNECTIONS */
-	unsigned io_timeout_ms;		   /* default CONFIG_RPC_IO_TIMEOUT_MS */
+	size_t n_rpc_listen;		    /* >= 1 */
+	char tls_cert[P11CAD_PATH_MAX];	    /* default tls/server.crt */
+	char tls_key[P11CAD_PATH_MAX];	    /* default tls/server.key */
+	char client_ca[P11CAD_PATH_MAX];    /* default tls/ca.crt (the management CA) */
+	char roles_file[P11CAD_PATH_MAX];   /* default roles */
+	unsigned max_connections;	    /* default CONFIG_RPC_MAX_CONNECTIONS */
+	unsigned io_timeout_ms;		    /* default CONFIG_RPC_IO_TIMEOUT_MS */
+	char rpc_user[P11CAD_USER_MAX + 1]; /* default "nobody"; an existing user, not root */
 
 	/* [http] */
 	char http_listen[P11CAD_ADDR_MAX]; /* may be empty */
@@ -87,9 +89,9 @@ struct p11cad_config {
 	unsigned busy_timeout_ms;	  /* 0: Kconfig default */
 
 	/* [engine] */
-	unsigned workers;		/* default 16: requests in flight in the engine */
-	unsigned ca_expires_days;	/* default 3650 */
-	unsigned cert_expires_days;	/* default 365 */
+	unsigned workers;	    /* default 16: requests in flight in the engine */
+	unsigned ca_expires_days;   /* default 3650 */
+	unsigned cert_expires_days; /* default 365 */
 	char default_profile[P11CAD_NAME_MAX + 1]; /* default "webserver" */
 	char management_ca[P11CAD_NAME_MAX + 1];   /* default "p11ca-management" */
 
@@ -104,13 +106,15 @@ struct p11cad_config {
 };
 
 /* Load and validate `path` into *cfg (zeroed first). Errors: P11CA_E_CONFIG with
- * "PATH:LINE: what is wrong" (or "PATH: …" for a missing required key / unreadable file). */
+ * "PATH:LINE: what is wrong" (or "PATH: …" for a missing required key / unreadable file).
+ * Looks [rpc] user up with getpwnam (the user database must be readable: call it before any
+ * chroot). */
 P11CA_MUST_CHECK enum p11ca_err p11cad_config_load(const char *path, struct p11cad_config *cfg,
 						   struct p11ca_errmsg *em);
 
 /* The profile called `name`, or NULL (also for a disabled one). */
 const struct p11cad_profile *p11cad_config_profile(const struct p11cad_config *cfg,
-						    const char *name);
+						   const char *name);
 
 /* `rel` resolved against state_dir into out[P11CAD_PATH_MAX] (absolute paths unchanged). */
 P11CA_MUST_CHECK enum p11ca_err p11cad_config_path(const struct p11cad_config *cfg, const char *rel,

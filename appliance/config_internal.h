@@ -20,6 +20,7 @@ enum config_kind {
 	CONFIG_LISTEN_OPT,  /* HOST:PORT or empty */
 	CONFIG_UINT,	    /* decimal in [min, max] */
 	CONFIG_SIZE,	    /* decimal in [min, max], stored as size_t */
+	CONFIG_USER,	    /* an existing user other than root (getpwnam) */
 };
 
 struct config_key {

@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -157,6 +158,7 @@ static void test_defaults(void **state)
 	assert_string_equal(cfg.roles_file, "roles");
 	assert_int_equal(cfg.max_connections, CONFIG_RPC_MAX_CONNECTIONS);
 	assert_int_equal(cfg.io_timeout_ms, CONFIG_RPC_IO_TIMEOUT_MS);
+	assert_string_equal(cfg.rpc_user, "nobody");
 	assert_string_equal(cfg.http_listen, "");
 	assert_string_equal(cfg.db_path, "db");
 	assert_int_equal(cfg.map_size_mb, CONFIG_STORE_MAP_SIZE_MB);
@@ -242,6 +244,28 @@ static void test_errors_values(void **state)
 		     "already has a role at line 7");
 	expect_error(REQUIRED "[hsm]\npin_source = credential:\n", 7, "credential:NAME");
 	expect_error(REQUIRED "[hsm]\npin_source = file:relative\n", 7, "absolute path");
+}
+
+/* [rpc] user: the rpc process becomes it, so it must exist and must not be root; both are
+ * refused at load (also by --check-config), not when the rpc process starts. */
+static void test_rpc_user(void **state)
+{
+	(void)state;
+	struct p11ca_errmsg em = {0};
+	struct passwd *pw = getpwnam("daemon"); /* Debian's base-passwd: uid 1 */
+	assert_non_null(pw);
+	assert_int_equal(load(REQUIRED "[rpc]\nuser = daemon\n", &em), P11CA_OK);
+	assert_string_equal(cfg.rpc_user, "daemon");
+
+	expect_error(REQUIRED "[rpc]\nuser = p11ca-no-such-user\n", 7,
+		     "user 'p11ca-no-such-user' cannot run the rpc process: no such user");
+	expect_error(REQUIRED "[rpc]\nuser = root\n", 7, "it is root");
+	expect_error(REQUIRED "[rpc]\nuser = a/b\n", 7, "user 'a/b' is not a user name");
+	expect_error(REQUIRED "[rpc]\nuser = \n", 7, "user '' is not a user name");
+	expect_error(REQUIRED "[rpc]\nuser = abcdefghijklmnopqrstuvwxyzabcdefg\n", 7,
+		     "is not a user name"); /* 33 characters */
+	expect_error(REQUIRED "[rpc]\nuser = nobody\nuser = daemon\n", 8,
+		     "'user' is already set in [rpc] at line 7");
 }
 
 static void test_errors_syntax(void **state)
@@ -423,6 +447,7 @@ static void test_write_round_trip(void **state)
 		"\nroles_file = ",
 		"\nmax_connections = ",
 		"\nio_timeout_ms = ",
+		"\nuser = nobody",
 		"\nlisten = 0.0.0.0:8080",
 		"\npath = db",
 		"\nmap_size_mb = ",
@@ -496,6 +521,7 @@ int main(void)
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_errors_values),
 		cmocka_unit_test(test_errors_syntax),
+		cmocka_unit_test(test_rpc_user),
 		cmocka_unit_test(test_profiles),
 		cmocka_unit_test(test_roles),
 		cmocka_unit_test(test_path),

@@ -16,6 +16,7 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/kconfig.h"
@@ -294,6 +295,16 @@ P11CA_MUST_CHECK static enum p11ca_err server_new(const struct rpc_server_option
 	if (s->wake_fd < 0) {
 		err = p11ca_fail(em, P11CA_E_INTERNAL, "eventfd: %s", strerror(errno));
 		goto out;
+	}
+	/* Every file is read by now, and no thread runs yet: the engine link starts the first
+	 * (no-new-privs is per thread, so threads started later inherit it). glibc loads the
+	 * time zone (/etc/localtime) the first time gmtime_r runs, which is in OpenSSL's
+	 * certificate time check during the first handshake: load it now. */
+	tzset();
+	if (o->sandbox != NULL) {
+		err = o->sandbox(o->sandbox_arg, em);
+		if (err != P11CA_OK)
+			goto out;
 	}
 	err = open_engine(s, engine_fd, em);
 	engine_fd = -1; /* chan_open closed it on failure */

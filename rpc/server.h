@@ -38,13 +38,21 @@ struct rpc_server_options {
 	unsigned max_connections;	 /* 0: CONFIG_RPC_MAX_CONNECTIONS */
 	unsigned io_timeout_ms;		 /* 0: CONFIG_RPC_IO_TIMEOUT_MS */
 	const struct p11ca_logger *log;
+	/* Called once, after every file the server reads (TLS files, roles file, OpenSSL's
+	 * configuration) is loaded and before any thread starts or any connection is accepted:
+	 * the point where the process can give up its filesystem and its user (chroot,
+	 * setresuid, PR_SET_NO_NEW_PRIVS, all per-process or applied to the only thread).
+	 * NULL: none. An error stops rpc_server_run with that error. */
+	enum p11ca_err (*sandbox)(void *arg, struct p11ca_errmsg *em);
+	void *sandbox_arg;
 };
 
 /*
  * Serve until stop_fd is readable (then: stop accepting, let each connection finish the
  * request it is in, close, return P11CA_OK) or the engine link breaks (P11CA_E_IO).
  * The role table is re-read on SIGHUP-free terms: at start only (restart to reload).
- * Errors: P11CA_E_CONFIG (TLS files, roles), P11CA_E_IO.
+ * Nothing after the sandbox hook opens a file.
+ * Errors: P11CA_E_CONFIG (TLS files, roles), P11CA_E_IO, or the sandbox hook's error.
  */
 P11CA_MUST_CHECK enum p11ca_err rpc_server_run(const struct rpc_server_options *opts,
 					       struct p11ca_errmsg *em);
