@@ -113,8 +113,10 @@ struct hsm_token {
 	unsigned pool_size;
 	struct hsm_session *sessions;
 
-	pthread_mutex_t login_lock; /* serialises C_Login so one bad PIN costs one try */
-	struct p11ca_secret *pin;   /* under login_lock */
+	pthread_mutex_t
+		login_lock; /* serialises C_Login so one bad PIN costs one try, C_OpenSession, and
+			       the close of a dropped session (hsm/token.c) */
+	struct p11ca_secret *pin; /* under login_lock */
 	/* Why the token refused the PIN (P11CA_OK: not refused); while set, nothing calls
 	 * C_Login. Atomic, like pin_set, so status never waits for a hung login. */
 	atomic_int pin_refusal;

@@ -3,7 +3,7 @@
  *
  * Locks, always taken in this order and never held across a wait for a lower one:
  *   mod->lock (shared while calling into the module; exclusive to re-initialise it)
- *   tok->login_lock (slot lookup and C_Login: one attempt at a time)
+ *   tok->login_lock (slot lookup, C_Login, C_OpenSession and closing a dropped session)
  *   tok->lock (pool bookkeeping and counters only; never held during a PKCS#11 call)
  */
 #include "hsm/internal.h"
@@ -401,20 +401,60 @@ static enum p11ca_err login_lock_timed(struct hsm_token *tok, struct p11ca_errms
 }
 
 /* Whether closing s's handle can only close s's own session. Tokens reuse handle numbers
- * after a reboot: a dead handle's number may by now be another slot's fresh session, or
- * one being opened this very moment. When in doubt, leave it (a leaked session is
- * cheaper than killing a live one). */
+ * after a reboot: a dead handle's number may by now be another slot's fresh session. Called
+ * with login_lock held, under which every C_OpenSession runs and publishes its handle, so
+ * no open is in flight and every handle this pool holds is visible here. */
 static bool handle_is_ours_alone(struct hsm_token *tok, const struct hsm_session *s)
 {
 	bool alone = true;
 	pthread_mutex_lock(&tok->lock);
 	for (unsigned i = 0; i < tok->pool_size; i++) {
 		const struct hsm_session *o = &tok->sessions[i];
-		if (o != s && ((o->busy && !o->open) || (o->open && o->handle == s->handle)))
+		if (o != s && o->open && o->handle == s->handle)
 			alone = false;
 	}
 	pthread_mutex_unlock(&tok->lock);
 	return alone;
+}
+
+/* Open a session into s (closed) on the token's slot in module generation gen. Called with
+ * mod->lock shared and login_lock held. */
+static enum p11ca_err session_open_locked(struct hsm_token *tok, struct hsm_session *s,
+					  unsigned gen, CK_RV *rv, struct p11ca_errmsg *em)
+{
+	if (atomic_load(&tok->slot_generation) != gen) {
+		atomic_store(&tok->logged_in, false);
+		enum p11ca_err err = token_resolve_slot(tok, rv, em);
+		if (err != P11CA_OK)
+			return err;
+	}
+	unsigned epoch = atomic_load(&tok->drop_epoch);
+	CK_SESSION_HANDLE handle = CK_INVALID_HANDLE;
+	*rv = tok->mod->fn->C_OpenSession(atomic_load(&tok->slot),
+					  CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &handle);
+	if (*rv == CKR_SESSION_COUNT)
+		return p11ca_fail(em, P11CA_E_HSM_BUSY,
+				  "token '%s' refuses to open another session "
+				  "(CKR_SESSION_COUNT); close other applications' sessions on it, "
+				  "or lower the pool size",
+				  tok->name);
+	if (*rv != CKR_OK)
+		return p11ca_fail(em, hsm_ckr_err(*rv), "cannot open a session on token '%s': %s",
+				  tok->name, hsm_ckr_name(*rv));
+	/* Published under the pool lock too: status and pool_cap read it. */
+	pthread_mutex_lock(&tok->lock);
+	s->handle = handle;
+	s->open = true;
+	pthread_mutex_unlock(&tok->lock);
+	s->generation = gen;
+	s->epoch = epoch;
+	memset(s->cache, 0, sizeof(s->cache));
+	/* A new session tells us whether the token still has our login. */
+	CK_SESSION_INFO si;
+	if (tok->mod->fn->C_GetSessionInfo(s->handle, &si) == CKR_OK &&
+	    si.state != CKS_RW_USER_FUNCTIONS && si.state != CKS_RO_USER_FUNCTIONS)
+		atomic_store(&tok->logged_in, false);
+	return P11CA_OK;
 }
 
 /* Make s usable: slot known in this module generation, session open, token logged in.
@@ -426,53 +466,28 @@ static enum p11ca_err session_prepare(struct hsm_token *tok, struct hsm_session 
 	enum p11ca_err err = P11CA_OK;
 	*rv = CKR_OK;
 
-	if (s->open && (s->generation != gen || s->epoch != atomic_load(&tok->drop_epoch))) {
-		/* Dropped after a fault. In the same module generation the handle may still
-		 * be alive on the token: close it so sessions do not leak, if that is safe. */
-		if (s->generation == gen && handle_is_ours_alone(tok, s))
-			(void)tok->mod->fn->C_CloseSession(s->handle);
-		s->open = false;
-	}
-	if (!s->open) {
-		CK_SLOT_ID slot;
+	bool dropped =
+		s->open && (s->generation != gen || s->epoch != atomic_load(&tok->drop_epoch));
+	if (dropped || !s->open) {
+		/* Opens and the close of a dropped handle are serialised by login_lock: an open
+		 * in flight would hand out a number handle_is_ours_alone cannot see yet. Leaving
+		 * a live handle open instead is no option: under a session cap it holds the
+		 * very place the reopen needs, and every thread then fails with
+		 * CKR_SESSION_COUNT. Opens are rare (pool warm-up, recovery). */
 		if ((err = login_lock_timed(tok, em)) != P11CA_OK)
-			return err;
-		if (atomic_load(&tok->slot_generation) != gen) {
-			atomic_store(&tok->logged_in, false);
-			err = token_resolve_slot(tok, rv, em);
+			return err; /* s stays as it was: the next taker tries again */
+		if (dropped) {
+			/* Dropped after a fault. In the same module generation the handle may
+			 * still be alive on the token: close it, unless the number is
+			 * another slot's by now. */
+			if (s->generation == gen && handle_is_ours_alone(tok, s))
+				(void)tok->mod->fn->C_CloseSession(s->handle);
+			s->open = false;
 		}
-		slot = atomic_load(&tok->slot);
+		err = session_open_locked(tok, s, gen, rv, em);
 		pthread_mutex_unlock(&tok->login_lock);
 		if (err != P11CA_OK)
 			return err;
-		unsigned epoch = atomic_load(&tok->drop_epoch);
-		CK_SESSION_HANDLE handle = CK_INVALID_HANDLE;
-		*rv = tok->mod->fn->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL,
-						  NULL, &handle);
-		if (*rv == CKR_SESSION_COUNT)
-			return p11ca_fail(
-				em, P11CA_E_HSM_BUSY,
-				"token '%s' refuses to open another session "
-				"(CKR_SESSION_COUNT); close other applications' sessions on "
-				"it, or lower the pool size",
-				tok->name);
-		if (*rv != CKR_OK)
-			return p11ca_fail(em, hsm_ckr_err(*rv),
-					  "cannot open a session on token '%s': %s", tok->name,
-					  hsm_ckr_name(*rv));
-		/* Published under the pool lock, so handle_is_ours_alone sees it atomically. */
-		pthread_mutex_lock(&tok->lock);
-		s->handle = handle;
-		s->open = true;
-		pthread_mutex_unlock(&tok->lock);
-		s->generation = gen;
-		s->epoch = epoch;
-		memset(s->cache, 0, sizeof(s->cache));
-		/* A new session tells us whether the token still has our login. */
-		CK_SESSION_INFO si;
-		if (tok->mod->fn->C_GetSessionInfo(s->handle, &si) == CKR_OK &&
-		    si.state != CKS_RW_USER_FUNCTIONS && si.state != CKS_RO_USER_FUNCTIONS)
-			atomic_store(&tok->logged_in, false);
 	}
 	if (!atomic_load(&tok->logged_in)) {
 		if ((err = login_lock_timed(tok, em)) != P11CA_OK)

@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 . tests/softhsm/appliance/lib.sh
-trap '[ -n "${APP_PID:-}" ] && kill -KILL -- "-$APP_PID" 2>/dev/null || true; [ -n "${LORIS:-}" ] && kill "$LORIS" 2>/dev/null || true' EXIT
+trap '[ -n "${APP_PID:-}" ] && kill -KILL -- "-$APP_PID" 2>/dev/null || true; [ -n "${LORIS:-}" ] && { pkill -P "$LORIS"; kill "$LORIS"; } 2>/dev/null || true' EXIT
 
 appliance_setup
 appliance_start

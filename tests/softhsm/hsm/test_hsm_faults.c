@@ -24,6 +24,7 @@
 #include "hsm/hsm.h"
 #include "tests/softhsm/fixture.h"
 #include "tests/softhsm/hsm/helpers.h"
+#include "hsm/internal.h"	   /* white box: drop_epoch and login_lock */
 #include "tests/softhsm/hsm/raw.h" /* last: pkcs11.h */
 
 #define TOKEN  "fault"
@@ -998,7 +999,7 @@ static void test_session_cap_from_cold(void **state)
 		struct hsm_key *key = NULL;
 		struct crowd c = {.ft = ft};
 
-		/* A second handle on the token: a pool of 4 with one session open. */
+		/* A second handle on the token: a pool of 16 with one session open. */
 		p11ca_errmsg_clear(&em);
 		expect_err(open_shim(ft, 16, 10000, &tok, &em), P11CA_OK, &em);
 		ft->more_toks[0] = tok;
@@ -1006,8 +1007,11 @@ static void test_session_cap_from_cold(void **state)
 		expect_err(hsm_key_find(tok, "k1", NULL, 0, &key, &em), P11CA_OK, &em);
 		ft->more_keys[0] = key;
 
-		/* The reboot closes it; four threads then open at once (the delay lines them
-		 * up) against a cap of one. */
+		/* The reboot closes it; 16 threads then open at once (the delay lines them
+		 * up) against a cap of one. The one that meets the dead handle drops every
+		 * session, including the winner's fresh one: that must be closed, not left
+		 * open, or it holds the only place and every thread fails (a race once seen
+		 * in CI, 2 rounds of 20). */
 		ctl_reboot_now(ft, "reboot\nmax-sessions 1\ndelay C_OpenSession 50");
 		c.key = key;
 		c.repeat = 3;
@@ -1078,6 +1082,66 @@ static void test_busy_wait_is_bounded(void **state)
 	pthread_join(th, NULL);
 	assert_int_equal(h.err, P11CA_OK);
 	sign_ok(ft->key);
+}
+
+/* Wait (bounded) until `want` pool slots are taken. Read directly: hsm_token_status may need
+ * a session, and with it the login lock a test holds. */
+static void wait_busy_slots(struct hsm_token *tok, unsigned want)
+{
+	double deadline = t_now_ms() + 5000;
+	unsigned n;
+
+	do {
+		n = 0;
+		pthread_mutex_lock(&tok->lock);
+		for (unsigned i = 0; i < tok->pool_size; i++)
+			n += tok->sessions[i].busy;
+		pthread_mutex_unlock(&tok->lock);
+		if (n != want)
+			t_pause_ms(2);
+	} while (n != want && t_now_ms() < deadline);
+	assert_int_equal(n, want);
+}
+
+/* The race behind test_session_cap_from_cold, made deterministic: a session that is alive
+ * but dropped (another thread saw a session fault) is taken again while another slot is
+ * about to open a session. The dropped handle must be closed, or it keeps the token's only
+ * place and neither thread ever gets a session. */
+static void test_dropped_live_session_closed_while_another_opens(void **state)
+{
+	struct ft *ft = *state;
+	struct hung x = {.err = P11CA_E_INTERNAL}, opener = x, w = x;
+	pthread_t tx, topener, tw;
+
+	ft_open(ft, 2, 10000, true);
+	x.key = opener.key = w.key = ft->key;
+	long closes = LOGN(ft, "fn=C_CloseSession ", RV_OK);
+	/* The open session holds the only place; x keeps it busy in C_Sign. */
+	ctl(ft, "max-sessions 1\nhang C_Sign");
+	assert_int_equal(pthread_create(&tx, NULL, hung_signer, &x), 0);
+	wait_busy_slots(ft->tok, 1);
+	/* A login in progress: the opener takes the closed slot and stops at the login lock,
+	 * about to open a session. */
+	pthread_mutex_lock(&ft->tok->login_lock);
+	assert_int_equal(pthread_create(&topener, NULL, hung_signer, &opener), 0);
+	wait_busy_slots(ft->tok, 2);
+	/* What a session fault seen by another thread does: x's session is dropped, alive. */
+	atomic_fetch_add(&ft->tok->drop_epoch, 1);
+	/* w waits for a slot, and gets x's dropped session once x is done. */
+	assert_int_equal(pthread_create(&tw, NULL, hung_signer, &w), 0);
+	ctl(ft, "max-sessions 1");
+	pthread_join(tx, NULL);
+	assert_int_equal(x.err, P11CA_OK);
+	wait_busy_slots(ft->tok, 2);
+	pthread_mutex_unlock(&ft->tok->login_lock);
+	pthread_join(topener, NULL);
+	pthread_join(tw, NULL);
+
+	assert_int_equal(opener.err, P11CA_OK);
+	assert_int_equal(w.err, P11CA_OK);
+	/* The dropped session was closed: its place went to the reopened one. */
+	assert_int_equal(LOGN(ft, "fn=C_CloseSession ", RV_OK), closes + 1);
+	assert_true(status_of(ft->tok).sessions_open <= 1);
 }
 
 static void test_no_session_at_all_is_busy(void **state)
@@ -1335,6 +1399,9 @@ int main(void)
 	/* A hang in hsm/ must fail the suite, not stall CI: the whole suite takes well under a
 	 * minute (a few under ASan). */
 	alarm(600);
+	/* HSM_FAULTS_TEST_FILTER=test_session_cap* runs matching tests (a glob), for loops. */
+	if (getenv("HSM_FAULTS_TEST_FILTER") != NULL)
+		cmocka_set_test_filter(getenv("HSM_FAULTS_TEST_FILTER"));
 
 #define T(f) cmocka_unit_test_setup_teardown(f, t_setup, t_teardown)
 	const struct CMUnitTest tests[] = {
@@ -1355,6 +1422,7 @@ int main(void)
 		T(test_flipped_signature_withheld),
 		T(test_session_cap_shrinks_pool),
 		T(test_session_cap_from_cold),
+		T(test_dropped_live_session_closed_while_another_opens),
 		T(test_busy_wait_is_bounded),
 		T(test_no_session_at_all_is_busy),
 		T(test_hung_login_blocks_nobody_else),
