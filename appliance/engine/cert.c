@@ -212,6 +212,7 @@ enum p11ca_err engine_op_cert_sign(struct engine_call *c, p11ca_v1_Request *req,
 	struct x509_cert_spec spec = {
 		.subject = plan.subject,
 		.public_key = plan.pub,
+		.spki = X509_REQ_get_X509_PUBKEY(plan.csr),
 		.not_before = plan.not_before,
 		.not_after = plan.not_after,
 		.alg = ca->alg,

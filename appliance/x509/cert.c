@@ -187,6 +187,61 @@ static enum p11ca_err add_extensions(X509 *x, const struct x509_cert_spec *spec,
 	return add_aki(x, spec->issuer, em);
 }
 
+/* The subject key: spec->spki copied as received (algorithm, parameters, key bits), which
+ * skips X509_set_pubkey's provider encode of the EVP_PKEY and decode back; the copy must
+ * re-encode to exactly the received SubjectPublicKeyInfo (unused bits included). */
+static enum p11ca_err set_pubkey(X509 *x, const struct x509_cert_spec *spec,
+				 struct p11ca_errmsg *em)
+{
+	if (spec->spki == NULL)
+		return X509_set_pubkey(x, spec->public_key) == 1
+			       ? P11CA_OK
+			       : p11ca_fail(em, P11CA_E_NOMEM,
+					    "out of memory building a certificate");
+	X509_PUBKEY *dst = X509_get_X509_PUBKEY(x);
+	const unsigned char *bits = NULL;
+	int bits_len = 0;
+	X509_ALGOR *src_alg = NULL, *dst_alg = NULL;
+	ASN1_OBJECT *obj = NULL;
+	unsigned char *copy = NULL, *src_der = NULL, *dst_der = NULL;
+	enum p11ca_err err = P11CA_OK;
+	if (dst == NULL ||
+	    X509_PUBKEY_get0_param(NULL, &bits, &bits_len, &src_alg, spec->spki) != 1 ||
+	    bits == NULL || bits_len <= 0 || src_alg == NULL) {
+		err = p11ca_fail(em, P11CA_E_INVALID_ARG, "the subject public key is empty");
+		goto out;
+	}
+	const ASN1_OBJECT *src_obj = NULL;
+	X509_ALGOR_get0(&src_obj, NULL, NULL, src_alg);
+	if ((copy = OPENSSL_memdup(bits, (size_t)bits_len)) == NULL ||
+	    (obj = OBJ_dup(src_obj)) == NULL) {
+		err = p11ca_fail(em, P11CA_E_NOMEM, "out of memory building a certificate");
+		goto out;
+	}
+	if (X509_PUBKEY_set0_param(dst, obj, V_ASN1_UNDEF, NULL, copy, bits_len) != 1) {
+		err = p11ca_fail(em, P11CA_E_NOMEM, "out of memory building a certificate");
+		goto out;
+	}
+	obj = NULL;
+	copy = NULL;
+	int src_len = 0, dst_len = 0;
+	if (X509_PUBKEY_get0_param(NULL, NULL, NULL, &dst_alg, dst) != 1 || dst_alg == NULL ||
+	    X509_ALGOR_copy(dst_alg, src_alg) != 1 ||
+	    (src_len = i2d_X509_PUBKEY(spec->spki, &src_der)) <= 0 ||
+	    (dst_len = i2d_X509_PUBKEY(dst, &dst_der)) <= 0)
+		err = p11ca_fail(em, P11CA_E_NOMEM, "out of memory building a certificate");
+	else if (src_len != dst_len || memcmp(src_der, dst_der, (size_t)src_len) != 0)
+		err = p11ca_fail(em, P11CA_E_INVALID_ARG,
+				 "the subject public key cannot be copied as received (its BIT "
+				 "STRING has unused bits); send a DER SubjectPublicKeyInfo");
+out:
+	ASN1_OBJECT_free(obj);
+	OPENSSL_free(copy);
+	OPENSSL_free(src_der);
+	OPENSSL_free(dst_der);
+	return err;
+}
+
 static enum p11ca_err set_fields(X509 *x, const struct x509_cert_spec *spec,
 				 struct p11ca_errmsg *em)
 {
@@ -209,8 +264,10 @@ static enum p11ca_err set_fields(X509 *x, const struct x509_cert_spec *spec,
 	if (X509_set_version(x, X509_VERSION_3) != 1 || X509_set_serialNumber(x, serial) != 1 ||
 	    X509_set1_notBefore(x, nb) != 1 || X509_set1_notAfter(x, na) != 1 ||
 	    X509_set_subject_name(x, spec->subject) != 1 ||
-	    X509_set_issuer_name(x, issuer_name) != 1 || X509_set_pubkey(x, spec->public_key) != 1)
+	    X509_set_issuer_name(x, issuer_name) != 1)
 		err = p11ca_fail(em, P11CA_E_NOMEM, "out of memory building a certificate");
+	else
+		err = set_pubkey(x, spec, em);
 out:
 	ASN1_INTEGER_free(serial);
 	ASN1_TIME_free(nb);

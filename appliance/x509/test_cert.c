@@ -414,6 +414,62 @@ static void test_tbs_refusals(void **state)
 	X509_NAME_free(name);
 }
 
+/* spec->spki (the CSR's key as received) gives the very TBS that re-encoding public_key
+ * gives, for every key type. */
+static void test_spki_copied(void **state)
+{
+	(void)state;
+	const enum hsm_key_type types[] = {HSM_KEY_RSA2048, HSM_KEY_P256, HSM_KEY_ED25519};
+	X509_NAME *name = tu_name("CN=spki");
+	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+		EVP_PKEY *key = tu_key(types[i]);
+		X509_PUBKEY *spki = NULL;
+		assert_int_equal(X509_PUBKEY_set(&spki, key), 1);
+		struct x509_cert_spec s =
+			ca_spec(name, key, NULL, hsm_sig_alg_default(types[i]), -1);
+		X509 *a = NULL, *b = NULL;
+		uint8_t *da = NULL, *db = NULL;
+		size_t la = 0, lb = 0;
+		assert_int_equal(x509_cert_tbs(&s, &a, &da, &la, NULL), P11CA_OK);
+		s.spki = spki;
+		assert_int_equal(x509_cert_tbs(&s, &b, &db, &lb, NULL), P11CA_OK);
+		assert_int_equal(la, lb);
+		assert_memory_equal(da, db, la);
+		X509_free(a);
+		X509_free(b);
+		OPENSSL_free(da);
+		OPENSSL_free(db);
+		X509_PUBKEY_free(spki);
+	}
+	X509_NAME_free(name);
+}
+
+/* A subjectPublicKey BIT STRING with unused bits cannot be copied as received: refused
+ * rather than silently changed. */
+static void test_spki_unused_bits_refused(void **state)
+{
+	(void)state;
+	EVP_PKEY *key = tu_key(HSM_KEY_ED25519);
+	/* SEQUENCE { SEQUENCE { id-Ed25519 }, BIT STRING { unused, 32 octets } }: say 1 unused
+	 * bit, with the last bit clear as DER wants. */
+	uint8_t der[44];
+	unsigned char *w = der;
+	assert_int_equal(i2d_PUBKEY(key, NULL), (int)sizeof(der));
+	assert_int_equal(i2d_PUBKEY(key, &w), (int)sizeof(der));
+	assert_int_equal(der[11], 0);
+	der[11] = 1;
+	der[sizeof(der) - 1] &= 0xfe;
+	const unsigned char *p = der;
+	X509_PUBKEY *spki = d2i_X509_PUBKEY(NULL, &p, sizeof(der));
+	assert_non_null(spki);
+	X509_NAME *name = tu_name("CN=bits");
+	struct x509_cert_spec s = ca_spec(name, key, NULL, HSM_SIG_ED25519, -1);
+	s.spki = spki;
+	expect_tbs_refused(&s, "unused bits");
+	X509_NAME_free(name);
+	X509_PUBKEY_free(spki);
+}
+
 static void test_finish_refusals(void **state)
 {
 	(void)state;
@@ -527,6 +583,8 @@ int main(void)
 		cmocka_unit_test(test_signature_bits_not_trimmed),
 		cmocka_unit_test(test_signature_trailing_zero_verifies),
 		cmocka_unit_test(test_tbs_refusals),
+		cmocka_unit_test(test_spki_copied),
+		cmocka_unit_test(test_spki_unused_bits_refused),
 		cmocka_unit_test(test_finish_refusals),
 		cmocka_unit_test(test_pem_append),
 	};
