@@ -14,11 +14,10 @@
  *     keeps the SubjectPublicKeyInfo as its two raw fields instead of decoding the key
  *     (d2i_X509 ignores a key that does not decode, so both accept the same DER);
  *   - the issuer certificate, the same few bytes on every call, is parsed and compared with
- *     the HSM key once, and the verdict kept in a small cache (below).
+ *     the HSM key once, and the verdict kept in a small cache (hsm/signer_issuer.c).
  */
 #include "hsm/signer_check.h"
 
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,6 +29,7 @@
 
 #include "common/buf.h"
 #include "hsm/algor.h"
+#include "hsm/signer_issuer.h"
 
 /* Far above what the signer protocol carries (44 KiB), far below what ASN.1 lengths and
  * OpenSSL's `long` can hold, so no length arithmetic below can overflow. */
@@ -215,142 +215,10 @@ static void tbs_cert_free(TBS_CERT **c)
 	*c = NULL;
 }
 
-/* A name for a message, RFC 2253, truncated to fit. */
-static void name_str(const X509_NAME *name, char *dst, size_t size)
-{
-	BIO *bio = BIO_new(BIO_s_mem());
-	int n = 0;
-
-	dst[0] = '\0';
-	if (bio == NULL)
-		return;
-	if (X509_NAME_print_ex(bio, name, 0, XN_FLAG_RFC2253) >= 0)
-		n = BIO_read(bio, dst, (int)size - 1);
-	dst[n > 0 ? n : 0] = '\0';
-	BIO_free(bio);
-}
-
 static const char *ossl_reason(void)
 {
 	const char *r = ERR_reason_error_string(ERR_peek_last_error());
 	return r != NULL ? r : "malformed DER";
-}
-
-/*
- * The issuer-certificate cache. An entry is the issuer certificate's exact DER bytes (compared
- * in full, not by a hash) together with the HSM key it was checked against, the parsed
- * certificate and whether its public key is that key. The key is held by pointer with a
- * reference taken, so while the entry lives no other key can appear at that address; the
- * signer keeps one EVP_PKEY per key URI for the life of the process. Only certificates that
- * parsed are kept: a refusal for bad bytes is recomputed each time.
- */
-#define ISSUER_CACHE	 8
-#define ISSUER_CACHE_DER (64 * 1024) /* larger issuer certificates are checked, not kept */
-
-struct issuer_entry {
-	EVP_PKEY *key; /* NULL: the slot is free */
-	uint8_t *der;
-	size_t der_len;
-	X509 *cert;
-	bool key_ok;
-	const char *problem; /* why the certificate cannot be a signing CA's; NULL: none */
-	uint64_t used;
-};
-
-static struct {
-	pthread_mutex_t lock;
-	struct issuer_entry e[ISSUER_CACHE];
-	uint64_t clock;
-} issuers = {.lock = PTHREAD_MUTEX_INITIALIZER};
-
-/* What check_issuer decides on: the TBS's issuer against the CA's subject, and the key. */
-struct issuer_verdict {
-	bool name_ok, key_ok;
-	const char *problem; /* static text, see issuer_problem */
-	uint32_t key_usage;  /* X509_get_key_usage: UINT32_MAX when unrestricted */
-	char subject[160];   /* the CA's subject when !name_ok, for the message */
-};
-
-static void verdict_of(X509 *ca, bool key_ok, const char *problem, const X509_NAME *name,
-		       struct issuer_verdict *v)
-{
-	v->name_ok = X509_NAME_cmp(name, X509_get_subject_name(ca)) == 0;
-	v->key_ok = key_ok;
-	v->problem = problem;
-	v->key_usage = X509_get_key_usage(ca);
-	v->subject[0] = '\0';
-	if (!v->name_ok)
-		name_str(X509_get_subject_name(ca), v->subject, sizeof(v->subject));
-}
-
-static struct issuer_entry *issuer_find(const uint8_t *der, size_t der_len, EVP_PKEY *key)
-{
-	for (size_t i = 0; i < ISSUER_CACHE; i++) {
-		struct issuer_entry *e = &issuers.e[i];
-		if (e->key == key && e->der_len == der_len && memcmp(e->der, der, der_len) == 0)
-			return e;
-	}
-	return NULL;
-}
-
-/* The verdict for a cached issuer certificate; false when it is not cached. The comparison
- * runs under the lock, so the shared X509 is only read while no entry can be replaced. */
-static bool issuer_cached(const uint8_t *der, size_t der_len, EVP_PKEY *key, const X509_NAME *name,
-			  struct issuer_verdict *v)
-{
-	pthread_mutex_lock(&issuers.lock);
-	struct issuer_entry *e = issuer_find(der, der_len, key);
-	if (e != NULL) {
-		e->used = ++issuers.clock;
-		verdict_of(e->cert, e->key_ok, e->problem, name, v);
-	}
-	pthread_mutex_unlock(&issuers.lock);
-	return e != NULL;
-}
-
-static void issuer_entry_clear(struct issuer_entry *e)
-{
-	EVP_PKEY_free(e->key);
-	X509_free(e->cert);
-	free(e->der);
-	memset(e, 0, sizeof(*e));
-}
-
-/* Keep a checked issuer certificate, replacing the least recently used entry. Takes *ca
- * (sets it to NULL) when it is kept. Failing to cache only costs the next call a parse. */
-static void issuer_keep(const uint8_t *der, size_t der_len, EVP_PKEY *key, X509 **ca, bool key_ok,
-			const char *problem)
-{
-	uint8_t *copy = NULL;
-
-	if (der_len > ISSUER_CACHE_DER || (copy = malloc(der_len)) == NULL)
-		return;
-	memcpy(copy, der, der_len);
-	pthread_mutex_lock(&issuers.lock);
-	struct issuer_entry *slot = issuer_find(der, der_len, key);
-	if (slot != NULL) { /* another thread kept it first */
-		free(copy);
-		goto out;
-	}
-	slot = &issuers.e[0];
-	for (size_t i = 1; i < ISSUER_CACHE && slot->key != NULL; i++)
-		if (issuers.e[i].key == NULL || issuers.e[i].used < slot->used)
-			slot = &issuers.e[i];
-	if (EVP_PKEY_up_ref(key) != 1) {
-		free(copy);
-		goto out;
-	}
-	issuer_entry_clear(slot);
-	*slot = (struct issuer_entry){.key = key,
-				      .der = copy,
-				      .der_len = der_len,
-				      .cert = *ca,
-				      .key_ok = key_ok,
-				      .problem = problem,
-				      .used = ++issuers.clock};
-	*ca = NULL;
-out:
-	pthread_mutex_unlock(&issuers.lock);
 }
 
 /* The issuer `name` of the TBS must be the subject of the CA's certificate, whose key must
@@ -380,7 +248,7 @@ static enum p11ca_err check_issuer(enum signer_tbs_kind kind, const X509_NAME *n
 	char got[160];
 	enum p11ca_err err = P11CA_OK;
 
-	if (der_len <= TBS_MAX && issuer_cached(der, der_len, key_pub, name, &v))
+	if (der_len <= TBS_MAX && signer_issuer_cached(der, der_len, key_pub, name, &v))
 		goto verdict;
 	if (der_len > TBS_MAX || (ca = d2i_X509(NULL, &p, (long)der_len)) == NULL ||
 	    p != der + der_len) {
@@ -394,11 +262,11 @@ static enum p11ca_err check_issuer(enum signer_tbs_kind kind, const X509_NAME *n
 	EVP_PKEY *ca_pub = X509_get0_pubkey(ca);
 	bool key_ok = ca_pub != NULL && EVP_PKEY_eq(ca_pub, key_pub) == 1;
 	const char *problem = key_ok ? issuer_problem(ca, key_pub) : NULL;
-	verdict_of(ca, key_ok, problem, name, &v);
-	issuer_keep(der, der_len, key_pub, &ca, key_ok, problem);
+	signer_issuer_verdict(ca, key_ok, problem, name, &v);
+	signer_issuer_keep(der, der_len, key_pub, &ca, key_ok, problem);
 verdict:
 	if (!v.name_ok) {
-		name_str(name, got, sizeof(got));
+		signer_name_str(name, got, sizeof(got));
 		err = p11ca_fail(em, P11CA_E_POLICY,
 				 "refused to sign: the TBS's issuer '%s' is not the CA's subject "
 				 "'%s'",
@@ -438,8 +306,8 @@ static enum p11ca_err check_self_signed(const TBS_CERT *c, EVP_PKEY *key_pub,
 	enum p11ca_err err = P11CA_OK;
 
 	if (X509_NAME_cmp(c->issuer, c->subject) != 0) {
-		name_str(c->issuer, issuer, sizeof(issuer));
-		name_str(c->subject, subject, sizeof(subject));
+		signer_name_str(c->issuer, issuer, sizeof(issuer));
+		signer_name_str(c->subject, subject, sizeof(subject));
 		return p11ca_fail(em, P11CA_E_POLICY,
 				  "refused to sign: no issuer certificate was given, but the TBS "
 				  "is not self-issued (issuer '%s', subject '%s')",

@@ -10,7 +10,8 @@
  * CONFIG_RPC_MAX_INFLIGHT_PER_CONNECTION requests in flight it stops reading: the client
  * feels back-pressure. Every wait is bounded: a whole frame within io_timeout_ms, the idle
  * timeout while nothing is in flight, and a deadline per request in the engine. The decoded
- * request (which may carry a PIN) is wiped once encoded for the engine.
+ * request (which may carry a PIN) is wiped once encoded for the engine. The requests in the
+ * engine (slots, completions, deadlines, cancel on close) live in rpc/server_inflight.c.
  */
 #include "rpc/server_conn.h"
 
@@ -25,7 +26,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -41,7 +41,7 @@
 /* What a wait or an OpenSSL call on the socket came to. */
 enum io { IO_AGAIN, IO_EOF, IO_TIMEOUT, IO_STOP, IO_ERROR };
 
-static int64_t now_ms(void)
+int64_t rpc_now_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -106,7 +106,6 @@ void rpc_conn_peer_name(int fd, char out[RPC_PEER_SIZE])
 enum p11ca_err rpc_conn_new(struct rpc_server *s, int fd, const char *peer, struct rpc_conn **out)
 {
 	struct rpc_conn *c = calloc(1, sizeof(*c));
-	unsigned max = CONFIG_RPC_MAX_INFLIGHT_PER_CONNECTION;
 	int one = 1;
 
 	*out = NULL;
@@ -114,21 +113,15 @@ enum p11ca_err rpc_conn_new(struct rpc_server *s, int fd, const char *peer, stru
 		return P11CA_E_NOMEM;
 	c->srv = s;
 	c->fd = -1;
-	pthread_mutex_init(&c->mu, NULL);
 	snprintf(c->peer, sizeof(c->peer), "%s", peer);
-	c->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	c->inflight = calloc(max, sizeof(*c->inflight));
+	bool inflight_ok = rpc_inflight_init(c) == P11CA_OK;
 	c->ssl = SSL_new(s->tls);
-	if (c->wake_fd < 0 || c->inflight == NULL || c->ssl == NULL ||
-	    SSL_set_fd(c->ssl, fd) != 1 ||
+	if (!inflight_ok || c->ssl == NULL || SSL_set_fd(c->ssl, fd) != 1 ||
 	    rpc_frame_reader_new(CONFIG_RPC_MAX_FRAME, &c->reader, NULL) != P11CA_OK) {
 		ERR_clear_error();
 		rpc_conn_free(&c);
 		return P11CA_E_NOMEM;
 	}
-	c->max_inflight = max;
-	for (unsigned i = 0; i < max; i++)
-		c->inflight[i].conn = c;
 	/* A peer that vanishes without close_notify reads as an end of stream; whether that
 	 * is clean or a truncation is for the frame reader to say (frames are self-delimiting,
 	 * so a truncation attack gains nothing). */
@@ -142,30 +135,13 @@ enum p11ca_err rpc_conn_new(struct rpc_server *s, int fd, const char *peer, stru
 	return P11CA_OK;
 }
 
-/* Take back every request still in the engine. Once chan_call_cancel returned for a call,
- * its completion is not running, and taking `mu` once more waits out the unlock at the end
- * of one that had just finished: nothing on the reader thread touches the connection after
- * this. */
-static void conn_abandon_inflight(struct rpc_conn *c)
-{
-	for (unsigned i = 0; c->inflight != NULL && i < c->max_inflight; i++) {
-		struct rpc_inflight *f = &c->inflight[i];
-		if (f->used)
-			(void)chan_call_cancel(c->srv->engine, f->call_id);
-		f->used = false;
-	}
-	c->n_inflight = 0;
-	pthread_mutex_lock(&c->mu);
-	pthread_mutex_unlock(&c->mu);
-}
-
 void rpc_conn_free(struct rpc_conn **cp)
 {
 	struct rpc_conn *c = cp != NULL ? *cp : NULL;
 
 	if (c == NULL)
 		return;
-	conn_abandon_inflight(c);
+	rpc_inflight_abandon(c);
 	if (c->ssl != NULL) {
 		/* One non-blocking attempt at close_notify; the peer may already be gone. */
 		if (!c->tls_broken && SSL_is_init_finished(c->ssl))
@@ -175,16 +151,8 @@ void rpc_conn_free(struct rpc_conn **cp)
 	}
 	if (c->fd >= 0)
 		close(c->fd);
-	if (c->wake_fd >= 0)
-		close(c->wake_fd);
-	for (unsigned i = 0; c->inflight != NULL && i < c->max_inflight; i++) {
-		if (c->inflight[i].reply != NULL)
-			OPENSSL_cleanse(c->inflight[i].reply, sizeof(*c->inflight[i].reply));
-		free(c->inflight[i].reply);
-	}
-	free(c->inflight);
+	rpc_inflight_free(c);
 	rpc_frame_reader_free(&c->reader);
-	pthread_mutex_destroy(&c->mu);
 	OPENSSL_cleanse(c, sizeof(*c));
 	free(c);
 	*cp = NULL;
@@ -198,7 +166,7 @@ static enum io conn_wait(struct rpc_conn *c, short events, int64_t deadline, boo
 		{.fd = c->srv->wake_fd, .events = POLLIN},
 	};
 	for (;;) {
-		int64_t left = deadline - now_ms();
+		int64_t left = deadline - rpc_now_ms();
 		if (left <= 0)
 			return IO_TIMEOUT;
 		int rc = poll(pfd, stoppable ? 2 : 1, left > INT_MAX ? INT_MAX : (int)left);
@@ -252,7 +220,7 @@ static void handshake_reason(struct rpc_conn *c, enum io r, char *out, size_t si
 
 static bool conn_handshake(struct rpc_conn *c)
 {
-	int64_t deadline = now_ms() + c->srv->io_timeout_ms;
+	int64_t deadline = rpc_now_ms() + c->srv->io_timeout_ms;
 	struct p11ca_errmsg em = {0};
 
 	for (;;) {
@@ -288,7 +256,7 @@ static bool conn_handshake(struct rpc_conn *c)
 P11CA_MUST_CHECK static enum p11ca_err conn_write(struct rpc_conn *c, struct p11ca_buf *frame,
 						  struct p11ca_errmsg *em)
 {
-	int64_t deadline = now_ms() + c->srv->io_timeout_ms;
+	int64_t deadline = rpc_now_ms() + c->srv->io_timeout_ms;
 
 	while (p11ca_buf_len(frame) > 0) {
 		size_t w = 0;
@@ -309,7 +277,7 @@ P11CA_MUST_CHECK static enum p11ca_err conn_write(struct rpc_conn *c, struct p11
 	return P11CA_OK;
 }
 
-static void fill_caller(const struct rpc_conn *c, p11ca_forward_v1_ToEngine *to)
+void rpc_conn_fill_caller(const struct rpc_conn *c, p11ca_forward_v1_ToEngine *to)
 {
 	to->has_caller = true;
 	_Static_assert(sizeof(to->caller.fingerprint) == RPC_FINGERPRINT_LEN, "fingerprint size");
@@ -330,7 +298,7 @@ static void notify_refusal(struct rpc_conn *c, const char *op, p11ca_v1_StatusCo
 	p11ca_forward_v1_Refusal *r = &c->to.msg.refusal;
 
 	OPENSSL_cleanse(&c->to, sizeof(c->to));
-	fill_caller(c, &c->to);
+	rpc_conn_fill_caller(c, &c->to);
 	c->to.which_msg = p11ca_forward_v1_ToEngine_refusal_tag;
 	snprintf(r->op, sizeof(r->op), "%s", op);
 	r->code = code;
@@ -354,8 +322,8 @@ static void refuse_frame(struct rpc_conn *c, enum p11ca_err err, const struct p1
 	notify_refusal(c, "", code, p11ca_errmsg_text(em));
 }
 
-__attribute__((format(printf, 4, 5))) static void
-answer(struct rpc_conn *c, uint64_t request_id, p11ca_v1_StatusCode code, const char *fmt, ...)
+void rpc_conn_answer(struct rpc_conn *c, uint64_t request_id, p11ca_v1_StatusCode code,
+		     const char *fmt, ...)
 {
 	p11ca_v1_Response *resp = &c->from.response;
 	va_list ap;
@@ -369,51 +337,9 @@ answer(struct rpc_conn *c, uint64_t request_id, p11ca_v1_StatusCode code, const 
 	va_end(ap);
 }
 
-/* ---- requests in the engine ------------------------------------------------------------- */
-
-/* chan_done_fn, on the channel's reader thread with the channel's lock held: mark and wake,
- * nothing else. The eventfd is written under `mu` so that nothing here touches the
- * connection after the unlock (see conn_abandon_inflight). */
-static void conn_engine_done(void *arg, uint64_t call_id, enum p11ca_err err, void *reply)
-{
-	struct rpc_inflight *f = arg;
-	struct rpc_conn *c = f->conn;
-	uint64_t one = 1;
-
-	(void)call_id;
-	(void)reply; /* f->reply */
-	pthread_mutex_lock(&c->mu);
-	f->err = err;
-	f->done = true;
-	while (write(c->wake_fd, &one, sizeof(one)) < 0 && errno == EINTR)
-		;
-	pthread_mutex_unlock(&c->mu);
-}
-
-/* What the client is told when the engine gave no usable answer. */
-static void engine_failed(struct rpc_conn *c, const struct rpc_op *op, uint64_t request_id,
-			  enum p11ca_err err, const struct p11ca_errmsg *em)
-{
-	int timeout_s = (int)(c->srv->io_timeout_ms * RPC_ENGINE_TIMEOUT_FACTOR / 1000);
-
-	p11ca_logf(c->srv->log, LOG_ERR, "rpc: %s fp=%.16s op=%s: engine call failed: %s", c->peer,
-		   c->fp_hex, op->name, p11ca_errmsg_text(em));
-	if (err == P11CA_E_TIMEOUT)
-		answer(c, request_id, p11ca_v1_StatusCode_STATUS_CODE_DEADLINE_EXCEEDED,
-		       "the CA engine did not answer %s within %d s; it may still complete: check "
-		       "before retrying",
-		       op->name, timeout_s);
-	else if (err == P11CA_E_IO)
-		answer(c, request_id, p11ca_v1_StatusCode_STATUS_CODE_UNAVAILABLE,
-		       "the CA engine is not reachable; retry once p11cad has restarted it");
-	else
-		answer(c, request_id, p11ca_v1_StatusCode_STATUS_CODE_INTERNAL,
-		       "forwarding %s to the CA engine failed; the server log says more", op->name);
-}
-
 /* Encode `resp`, write it, log the request's line. False: the connection is lost. */
-static bool conn_respond(struct rpc_conn *c, const p11ca_v1_Response *resp, const struct rpc_op *op,
-			 int64_t start)
+bool rpc_conn_respond(struct rpc_conn *c, const p11ca_v1_Response *resp, const struct rpc_op *op,
+		      int64_t start)
 {
 	struct p11ca_errmsg em = {0};
 	struct p11ca_buf *out = NULL;
@@ -423,8 +349,8 @@ static bool conn_respond(struct rpc_conn *c, const p11ca_v1_Response *resp, cons
 		/* Only an engine answer can fail here (a result over a limit): say so instead. */
 		p11ca_logf(c->srv->log, LOG_ERR, "rpc: %s fp=%.16s: cannot encode the answer: %s",
 			   c->peer, c->fp_hex, p11ca_errmsg_text(&em));
-		answer(c, resp->request_id, p11ca_v1_StatusCode_STATUS_CODE_INTERNAL,
-		       "the server could not encode its answer; the server log says more");
+		rpc_conn_answer(c, resp->request_id, p11ca_v1_StatusCode_STATUS_CODE_INTERNAL,
+				"the server could not encode its answer; the server log says more");
 		resp = &c->from.response;
 		p11ca_errmsg_clear(&em);
 		err = rpc_frame_response_encode(resp, &out, &em);
@@ -434,7 +360,7 @@ static bool conn_respond(struct rpc_conn *c, const p11ca_v1_Response *resp, cons
 	p11ca_buf_free(&out);
 	p11ca_logf(c->srv->log, LOG_INFO, "rpc: %s fp=%.16s role=%s op=%s status=%s %" PRId64 " ms",
 		   c->peer, c->fp_hex, rpc_role_name(c->role), op != NULL ? op->name : "-",
-		   status_name(resp->status.code), now_ms() - start);
+		   status_name(resp->status.code), rpc_now_ms() - start);
 	if (err != P11CA_OK) {
 		p11ca_logf(c->srv->log, LOG_WARNING, "rpc: %s fp=%.16s: %s; closing", c->peer,
 			   c->fp_hex, p11ca_errmsg_text(&em));
@@ -444,122 +370,12 @@ static bool conn_respond(struct rpc_conn *c, const p11ca_v1_Response *resp, cons
 	return true;
 }
 
-/* Send the permitted request in c->to to the engine without waiting. False: the connection
- * is lost (an immediate failure could not be written). */
-static bool conn_forward(struct rpc_conn *c, const struct rpc_op *op, uint64_t request_id,
-			 int64_t start)
-{
-	struct p11ca_errmsg em = {0};
-	struct rpc_inflight *f = NULL;
-	enum p11ca_err err = P11CA_OK;
-
-	for (unsigned i = 0; i < c->max_inflight && f == NULL; i++)
-		if (!c->inflight[i].used)
-			f = &c->inflight[i];
-	/* The reader stops at the cap, so a slot is free; a reply buffer may not be. */
-	if (f == NULL)
-		err = p11ca_fail(&em, P11CA_E_INTERNAL, "no free request slot");
-	else if (f->reply == NULL && (f->reply = calloc(1, sizeof(*f->reply))) == NULL)
-		err = p11ca_fail(&em, P11CA_E_NOMEM, "out of memory for the engine's answer");
-	if (err == P11CA_OK) {
-		f->request_id = request_id;
-		f->op = op;
-		f->start_ms = start;
-		f->deadline_ms = start + (int64_t)c->srv->io_timeout_ms * RPC_ENGINE_TIMEOUT_FACTOR;
-		f->done = false;
-		f->err = P11CA_OK;
-		fill_caller(c, &c->to);
-		c->to.which_msg = p11ca_forward_v1_ToEngine_request_tag;
-		err = chan_call_async(c->srv->engine, &c->to, f->reply, conn_engine_done, f,
-				      &f->call_id, &em);
-	}
-	/* Encoded (or refused) by now: the request may hold a PIN (hsm_activate). */
-	OPENSSL_cleanse(&c->to, sizeof(c->to));
-	if (err == P11CA_OK) {
-		f->used = true;
-		c->n_inflight++;
-		return true;
-	}
-	engine_failed(c, op, request_id, err, &em);
-	return conn_respond(c, &c->from.response, op, start);
-}
-
-/* Answer a request whose completion arrived. False: the connection is lost. */
-static bool conn_complete(struct rpc_conn *c, struct rpc_inflight *f)
-{
-	struct p11ca_errmsg em = {0};
-	p11ca_forward_v1_FromEngine *from = f->reply;
-	const p11ca_v1_Response *resp = &from->response;
-	enum p11ca_err err = f->err;
-	bool ok;
-
-	if (err == P11CA_OK &&
-	    (!from->has_response || !from->response.has_status ||
-	     from->response.status.code == p11ca_v1_StatusCode_STATUS_CODE_UNSPECIFIED))
-		err = p11ca_fail(&em, P11CA_E_PROTO, "the engine's answer has no status");
-	else if (err != P11CA_OK)
-		p11ca_fail(&em, err, "the engine link stopped");
-	if (err == P11CA_OK) {
-		from->response.request_id = f->request_id;
-	} else {
-		engine_failed(c, f->op, f->request_id, err, &em);
-		resp = &c->from.response;
-	}
-	ok = conn_respond(c, resp, f->op, f->start_ms);
-	f->used = false;
-	f->done = false;
-	if (--c->n_inflight == 0)
-		c->idle_since = now_ms();
-	return ok;
-}
-
-/* Answer every request whose completion arrived, and time out those past their deadline.
- * False: the connection is lost. */
-static bool conn_flush(struct rpc_conn *c)
-{
-	uint64_t n;
-
-	while (read(c->wake_fd, &n, sizeof(n)) < 0 && errno == EINTR)
-		;
-	for (unsigned i = 0; i < c->max_inflight; i++) {
-		struct rpc_inflight *f = &c->inflight[i];
-		if (!f->used)
-			continue;
-		pthread_mutex_lock(&c->mu);
-		bool done = f->done;
-		pthread_mutex_unlock(&c->mu);
-		if (!done && now_ms() >= f->deadline_ms &&
-		    chan_call_cancel(c->srv->engine, f->call_id)) {
-			/* A late answer is dropped by the channel. */
-			f->err = P11CA_E_TIMEOUT;
-			done = true;
-		} else if (!done) {
-			continue;
-		}
-		if (f->err == P11CA_E_TIMEOUT) {
-			struct p11ca_errmsg em = {0};
-			p11ca_fail(&em, P11CA_E_TIMEOUT, "no answer within %u ms",
-				   c->srv->io_timeout_ms * RPC_ENGINE_TIMEOUT_FACTOR);
-			engine_failed(c, f->op, f->request_id, P11CA_E_TIMEOUT, &em);
-			f->used = false;
-			if (--c->n_inflight == 0)
-				c->idle_since = now_ms();
-			if (!conn_respond(c, &c->from.response, f->op, f->start_ms))
-				return false;
-			continue;
-		}
-		if (!conn_complete(c, f))
-			return false;
-	}
-	return true;
-}
-
 /* ---- requests from the client ------------------------------------------------------------ */
 
 /* Check one request frame (consumed): answer it here, or forward it. False: close now. */
 static bool conn_serve(struct rpc_conn *c, struct p11ca_buf **frame)
 {
-	int64_t start = now_ms();
+	int64_t start = rpc_now_ms();
 	struct p11ca_errmsg em = {0};
 	p11ca_v1_Request *req = &c->to.msg.request;
 	const struct rpc_op *op = NULL;
@@ -571,9 +387,10 @@ static bool conn_serve(struct rpc_conn *c, struct p11ca_buf **frame)
 	if (err != P11CA_OK) {
 		/* The frame's boundaries are known, so the client can still be told why; then
 		 * nothing more is read (requests in flight are still answered). */
-		answer(c, 0, p11ca_v1_StatusCode_STATUS_CODE_INVALID_ARGUMENT,
-		       "the request is not a valid p11ca.v1.Request (%s); closing the connection",
-		       p11ca_errmsg_text(&em));
+		rpc_conn_answer(
+			c, 0, p11ca_v1_StatusCode_STATUS_CODE_INVALID_ARGUMENT,
+			"the request is not a valid p11ca.v1.Request (%s); closing the connection",
+			p11ca_errmsg_text(&em));
 		refuse_frame(c, err, &em);
 		c->reading = false;
 		goto reply;
@@ -581,26 +398,27 @@ static bool conn_serve(struct rpc_conn *c, struct p11ca_buf **frame)
 	uint64_t id = req->request_id;
 	op = rpc_op_find(req->which_op);
 	if (req->api_version != RPC_API_VERSION) {
-		answer(c, id, p11ca_v1_StatusCode_STATUS_CODE_FAILED_PRECONDITION,
-		       "api_version %" PRIu32 " is not served here; this server speaks %d",
-		       req->api_version, RPC_API_VERSION);
+		rpc_conn_answer(c, id, p11ca_v1_StatusCode_STATUS_CODE_FAILED_PRECONDITION,
+				"api_version %" PRIu32 " is not served here; this server speaks %d",
+				req->api_version, RPC_API_VERSION);
 	} else if (op == NULL) {
-		answer(c, id, p11ca_v1_StatusCode_STATUS_CODE_UNIMPLEMENTED,
-		       "the request names no operation this server implements; upgrade the "
-		       "server or use an older client");
+		rpc_conn_answer(
+			c, id, p11ca_v1_StatusCode_STATUS_CODE_UNIMPLEMENTED,
+			"the request names no operation this server implements; upgrade the "
+			"server or use an older client");
 	} else if (!rpc_op_permits(op, c->role)) {
-		answer(c, id, p11ca_v1_StatusCode_STATUS_CODE_PERMISSION_DENIED,
-		       "role %s may not call %s; ask an administrator for a role that may",
-		       rpc_role_name(c->role), op->name);
+		rpc_conn_answer(c, id, p11ca_v1_StatusCode_STATUS_CODE_PERMISSION_DENIED,
+				"role %s may not call %s; ask an administrator for a role that may",
+				rpc_role_name(c->role), op->name);
 		notify_refusal(c, op->name, p11ca_v1_StatusCode_STATUS_CODE_PERMISSION_DENIED,
 			       c->from.response.status.message);
 	} else {
-		return conn_forward(c, op, id, start);
+		return rpc_conn_forward(c, op, id, start);
 	}
 reply:
 	/* The request may hold a PIN (hsm_activate): gone before anything else happens. */
 	OPENSSL_cleanse(&c->to, sizeof(c->to));
-	return conn_respond(c, &c->from.response, op, start);
+	return rpc_conn_respond(c, &c->from.response, op, start);
 }
 
 static void conn_stop_reading(struct rpc_conn *c, const char *why)
@@ -661,7 +479,7 @@ static bool conn_read(struct rpc_conn *c)
 			}
 		}
 		if (was_empty)
-			c->frame_start = now_ms();
+			c->frame_start = rpc_now_ms();
 		enum p11ca_err err =
 			rpc_frame_reader_feed(c->reader, c->chunk, got, &used, &frame, &em);
 		if (err != P11CA_OK) {
@@ -670,7 +488,7 @@ static bool conn_read(struct rpc_conn *c)
 			return true;
 		}
 		if (frame != NULL) {
-			c->idle_since = now_ms();
+			c->idle_since = rpc_now_ms();
 			if (!conn_serve(c, &frame))
 				return false;
 		}
@@ -707,11 +525,9 @@ static bool conn_poll(struct rpc_conn *c)
 		{.fd = socket ? c->fd : -1, .events = c->want},
 		{.fd = c->reading ? c->srv->wake_fd : -1, .events = POLLIN},
 	};
-	for (unsigned i = 0; i < c->max_inflight; i++)
-		if (c->inflight[i].used && c->inflight[i].deadline_ms < deadline)
-			deadline = c->inflight[i].deadline_ms;
+	deadline = rpc_inflight_deadline(c, deadline);
 
-	int64_t left = deadline == INT64_MAX ? -1 : deadline - now_ms();
+	int64_t left = deadline == INT64_MAX ? -1 : deadline - rpc_now_ms();
 	int rc = left < 0 && deadline != INT64_MAX
 			 ? 0
 			 : poll(pfd, 3, left > INT_MAX ? INT_MAX : (int)left);
@@ -719,7 +535,7 @@ static bool conn_poll(struct rpc_conn *c)
 		return false;
 	if (pfd[2].revents != 0 || (c->reading && atomic_load(&c->srv->stopping)))
 		conn_stop_reading(c, "server stopping");
-	if (c->reading && now_ms() >= read_deadline(c, &partial)) {
+	if (c->reading && rpc_now_ms() >= read_deadline(c, &partial)) {
 		if (partial) {
 			struct p11ca_errmsg em = {0};
 			p11ca_fail(&em, P11CA_E_TIMEOUT,
@@ -740,9 +556,9 @@ static void conn_run(struct rpc_conn *c)
 {
 	c->reading = true;
 	c->want = POLLIN;
-	c->idle_since = now_ms();
+	c->idle_since = rpc_now_ms();
 	for (;;) {
-		if (!conn_flush(c))
+		if (!rpc_conn_flush(c))
 			return;
 		if (!c->reading && c->n_inflight == 0)
 			return;
@@ -751,7 +567,7 @@ static void conn_run(struct rpc_conn *c)
 			conn_stop_reading(c, "server stopping");
 		if (!conn_read(c))
 			return;
-		if (!conn_flush(c))
+		if (!rpc_conn_flush(c))
 			return;
 		if (!c->reading && c->n_inflight == 0)
 			return;

@@ -1,6 +1,7 @@
 /*
- * rpc/server_conn.h — private to rpc/server.c and rpc/server_conn.c: the listener's state
- * and one client connection. Not a public interface.
+ * rpc/server_conn.h — private to rpc/server.c, rpc/server_conn.c and rpc/server_inflight.c:
+ * the listener's state, one client connection, and the requests it has in the engine. Not a
+ * public interface.
  */
 #ifndef P11CA_RPC_SERVER_CONN_H
 #define P11CA_RPC_SERVER_CONN_H
@@ -118,5 +119,44 @@ void rpc_conn_free(struct rpc_conn **c);
 /* The connection thread: serves until the peer leaves, breaks protocol, times out or the
  * server stops; then frees the connection and marks its slot done. */
 void *rpc_conn_main(void *arg);
+
+/* ---- between rpc/server_conn.c and rpc/server_inflight.c ---------------------------------- */
+
+/* CLOCK_MONOTONIC in milliseconds. */
+int64_t rpc_now_ms(void);
+
+/* Put the connection's identity into to->caller. */
+void rpc_conn_fill_caller(const struct rpc_conn *c, p11ca_forward_v1_ToEngine *to);
+
+/* Replace c->from with a response carrying `code` and the formatted message. */
+__attribute__((format(printf, 4, 5))) void rpc_conn_answer(struct rpc_conn *c, uint64_t request_id,
+							   p11ca_v1_StatusCode code,
+							   const char *fmt, ...);
+
+/* Encode `resp`, write it, log the request's line. False: the connection is lost. */
+bool rpc_conn_respond(struct rpc_conn *c, const p11ca_v1_Response *resp, const struct rpc_op *op,
+		      int64_t start);
+
+/* rpc/server_inflight.c. Set up c's mutex, eventfd and max_inflight slots; called once from
+ * rpc_conn_new, and rpc_inflight_free is safe after a failure. Error: P11CA_E_NOMEM. */
+P11CA_MUST_CHECK enum p11ca_err rpc_inflight_init(struct rpc_conn *c);
+
+/* Cancel every call still in the engine; afterwards no completion touches c. */
+void rpc_inflight_abandon(struct rpc_conn *c);
+
+/* Close the eventfd, wipe and free the reply buffers and slots, destroy the mutex. */
+void rpc_inflight_free(struct rpc_conn *c);
+
+/* Forward the permitted request in c->to (wiped here) without waiting; an immediate failure
+ * is answered at once. False: the connection is lost. */
+bool rpc_conn_forward(struct rpc_conn *c, const struct rpc_op *op, uint64_t request_id,
+		      int64_t start);
+
+/* Answer every completed request and time out those past their deadline. False: the
+ * connection is lost. */
+bool rpc_conn_flush(struct rpc_conn *c);
+
+/* The earlier of `deadline` and the deadline of any request in flight. */
+int64_t rpc_inflight_deadline(const struct rpc_conn *c, int64_t deadline);
 
 #endif

@@ -3,217 +3,26 @@
  * TLS certificate and the first admin credential (keys made in software: the rpc process
  * and the admin's tool must read them). Every step is skipped when its result exists, so
  * running init twice destroys nothing, and a rerun finishes what an interrupted one left.
- *
- * The output directories are opened once, checked (ours, not group/other-writable) and
- * every file is made relative to that descriptor, so a directory swapped or planted by
- * someone else between the check and the write cannot receive a private key.
+ * The files are written through appliance/engine/outdir.c (checked directories, atomic
+ * writes, the roles file).
  */
-#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <openssl/bio.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
-#include <openssl/rand.h>
 #include <openssl/sha.h>
 
 #include "appliance/engine/engine_internal.h"
+#include "appliance/engine/outdir.h"
 
-#define TLS_DAYS  825 /* the CA/Browser Forum's old ceiling: long enough for an appliance */
-#define PEM_MAX	  (64 * 1024)
-#define ROLES_MAX (1024 * 1024) /* a roles file is a few lines; refuse to slurp anything big */
-#define ACTOR	  "p11cad-init"
-
-/* An output directory, opened and checked once. */
-struct out_dir {
-	int fd;
-	const char *path; /* for messages */
-};
-
-static enum p11ca_err write_all(int fd, const void *data, size_t len, const char *dir,
-				const char *name, struct p11ca_errmsg *em)
-{
-	const char *p = data;
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return p11ca_fail(em, P11CA_E_IO, "cannot write %s%s%s: %s", dir,
-					  name[0] != '\0' ? "/" : "", name, strerror(errno));
-		p += n;
-		len -= (size_t)n;
-	}
-	return P11CA_OK;
-}
-
-static enum p11ca_err dir_sync(const struct out_dir *d, struct p11ca_errmsg *em)
-{
-	if (fsync(d->fd) != 0)
-		return p11ca_fail(em, P11CA_E_IO, "cannot sync directory %s: %s", d->path,
-				  strerror(errno));
-	return P11CA_OK;
-}
-
-/* mkdir (an existing one is fine), then open it without following a symlink and refuse a
- * directory another user owns or may write into: they could swap our files. */
-static enum p11ca_err dir_open(const char *path, const char *what, struct out_dir *d,
-			       struct p11ca_errmsg *em)
-{
-	struct stat sb;
-	d->fd = -1;
-	d->path = path;
-	if (path[0] == '\0')
-		return p11ca_fail(em, P11CA_E_INVALID_ARG, "no directory given for %s", what);
-	if (mkdir(path, 0700) != 0 && errno != EEXIST)
-		return p11ca_fail(em, P11CA_E_IO, "cannot create %s directory %s: %s", what, path,
-				  strerror(errno));
-	d->fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (d->fd < 0)
-		return p11ca_fail(em, P11CA_E_IO,
-				  "cannot open %s directory %s: %s (it must be a real directory, "
-				  "not a symbolic link)",
-				  what, path, strerror(errno));
-	if (fstat(d->fd, &sb) != 0)
-		return p11ca_fail(em, P11CA_E_IO, "cannot stat %s: %s", path, strerror(errno));
-	if (sb.st_uid != geteuid())
-		return p11ca_fail(em, P11CA_E_PERMISSION,
-				  "%s directory %s is owned by uid %u, not by p11cad (uid %u): "
-				  "chown it to uid %u or choose another directory",
-				  what, path, (unsigned)sb.st_uid, (unsigned)geteuid(),
-				  (unsigned)geteuid());
-	if ((sb.st_mode & 022) != 0)
-		return p11ca_fail(em, P11CA_E_PERMISSION,
-				  "%s directory %s is writable by group or others (mode %03o): "
-				  "run chmod go-w %s, or choose another directory",
-				  what, path, (unsigned)(sb.st_mode & 0777), path);
-	return P11CA_OK;
-}
-
-static void dir_close(struct out_dir *d)
-{
-	if (d->fd >= 0)
-		close(d->fd);
-	d->fd = -1;
-}
-
-static bool dir_has(const struct out_dir *d, const char *name)
-{
-	struct stat sb;
-	return fstatat(d->fd, name, &sb, AT_SYMLINK_NOFOLLOW) == 0;
-}
-
-/* Fills a new file; must not close fd. */
-typedef enum p11ca_err (*fill_fn)(int fd, const void *arg, const struct out_dir *d,
-				  const char *name, struct p11ca_errmsg *em);
-
-/* A random visible name beside the target, for when O_TMPFILE is not supported. */
-static enum p11ca_err temp_name(const char *name, char tmp[96], struct p11ca_errmsg *em)
-{
-	uint8_t rnd[12];
-	char hex[2 * sizeof(rnd) + 1];
-	if (RAND_bytes(rnd, sizeof(rnd)) != 1)
-		return p11ca_fail(em, P11CA_E_INTERNAL, "no random bytes for a temporary name");
-	engine_hex_format(rnd, sizeof(rnd), hex);
-	snprintf(tmp, 96, ".%.40s.%s", name, hex);
-	return P11CA_OK;
-}
-
-/*
- * Write a new file `name` in d: filled and fsynced under no name (O_TMPFILE) or a random
- * one, then linked in place — link fails on an existing name, so nothing is replaced and a
- * crash never leaves a truncated file under `name` — and the directory is fsynced.
- * replace: rename over an existing file instead (certificates, which are public).
- */
-static enum p11ca_err file_write_at(const struct out_dir *d, const char *name, mode_t mode,
-				    bool replace, fill_fn fill, const void *arg,
-				    struct p11ca_errmsg *em)
-{
-	char tmp[96] = "", proc[64];
-	enum p11ca_err err = P11CA_OK;
-	int fd = -1;
-	if (!replace)
-		fd = openat(d->fd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, mode);
-	if (fd < 0) {
-		err = temp_name(name, tmp, em);
-		if (err != P11CA_OK)
-			return err;
-		fd = openat(d->fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-		if (fd < 0)
-			return p11ca_fail(em, P11CA_E_IO, "cannot create a file in %s: %s", d->path,
-					  strerror(errno));
-	}
-	if (fchmod(fd, mode) != 0)
-		err = p11ca_fail(em, P11CA_E_IO, "cannot chmod %s/%s: %s", d->path, name,
-				 strerror(errno));
-	if (err == P11CA_OK)
-		err = fill(fd, arg, d, name, em);
-	if (err == P11CA_OK && fsync(fd) != 0)
-		err = p11ca_fail(em, P11CA_E_IO, "cannot sync %s/%s: %s", d->path, name,
-				 strerror(errno));
-	if (err != P11CA_OK)
-		goto out;
-	int rc;
-	if (tmp[0] == '\0') {
-		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
-		rc = linkat(AT_FDCWD, proc, d->fd, name, AT_SYMLINK_FOLLOW);
-		if (rc != 0 && errno == ENOENT) /* no /proc: needs CAP_DAC_READ_SEARCH */
-			rc = linkat(fd, "", d->fd, name, AT_EMPTY_PATH);
-	} else if (replace) {
-		rc = renameat(d->fd, tmp, d->fd, name);
-	} else {
-		rc = linkat(d->fd, tmp, d->fd, name, 0);
-	}
-	if (rc != 0 && errno == EEXIST)
-		err = p11ca_fail(em, P11CA_E_IO,
-				 "%s/%s exists already (left by an interrupted init?): move it "
-				 "away and run init again",
-				 d->path, name);
-	else if (rc != 0)
-		err = p11ca_fail(em, P11CA_E_IO, "cannot create %s/%s: %s", d->path, name,
-				 strerror(errno));
-	if (err == P11CA_OK)
-		err = dir_sync(d, em);
-out:
-	close(fd);
-	if (tmp[0] != '\0')
-		unlinkat(d->fd, tmp, 0); /* ENOENT after a rename */
-	return err;
-}
-
-struct bytes {
-	const void *data;
-	size_t len;
-};
-
-static enum p11ca_err fill_bytes(int fd, const void *arg, const struct out_dir *d, const char *name,
-				 struct p11ca_errmsg *em)
-{
-	const struct bytes *b = arg;
-	return write_all(fd, b->data, b->len, d->path, name, em);
-}
-
-/* PEM PKCS#8 straight into the file: no memory BIO grows and frees copies of the key. */
-static enum p11ca_err fill_key(int fd, const void *arg, const struct out_dir *d, const char *name,
-			       struct p11ca_errmsg *em)
-{
-	BIO *bio = BIO_new_fd(fd, BIO_NOCLOSE);
-	int ok = bio != NULL &&
-		 PEM_write_bio_PrivateKey(bio, (EVP_PKEY *)arg, NULL, NULL, 0, NULL, NULL) == 1 &&
-		 BIO_flush(bio) == 1;
-	BIO_free(bio);
-	if (!ok)
-		return p11ca_fail(em, P11CA_E_IO, "cannot write the private key %s/%s: %s", d->path,
-				  name, strerror(errno));
-	return P11CA_OK;
-}
+#define TLS_DAYS 825 /* the CA/Browser Forum's old ceiling: long enough for an appliance */
+#define PEM_MAX	 (64 * 1024)
+#define ACTOR	 "p11cad-init"
 
 struct leaf {
 	const char *cn; /* one commonName RDN, whatever its characters */
@@ -238,7 +47,7 @@ static enum p11ca_err leaf_subject(const char *cn, X509_NAME **out, struct p11ca
 
 /* Issue a software-key leaf from the management CA and write key, cert and ca.crt. */
 static enum p11ca_err leaf_make(struct engine *eng, const struct engine_ca *ca,
-				const struct leaf *lf, const struct out_dir *d, uint8_t fp[32],
+				const struct leaf *lf, const struct outdir *d, uint8_t fp[32],
 				struct p11ca_errmsg *em)
 {
 	EVP_PKEY *key = NULL;
@@ -253,7 +62,7 @@ static enum p11ca_err leaf_make(struct engine *eng, const struct engine_ca *ca,
 	snprintf(key_name, sizeof(key_name), "%s.key", lf->stem);
 	snprintf(crt_name, sizeof(crt_name), "%s.crt", lf->stem);
 	/* Checked before a serial is burned: the key is created, never replaced. */
-	if (dir_has(d, key_name)) {
+	if (outdir_has(d, key_name)) {
 		err = p11ca_fail(em, P11CA_E_IO,
 				 "%s/%s exists without %s (left by an interrupted init?): "
 				 "restore %s, or remove the stale %s, then run init again",
@@ -310,20 +119,18 @@ static enum p11ca_err leaf_make(struct engine *eng, const struct engine_ca *ca,
 		goto out;
 	SHA256(is.der, is.der_len, fp);
 	/* Key first: a certificate on disk always has its key beside it. */
-	err = file_write_at(d, key_name, 0600, false, fill_key, key, em);
+	err = outdir_key_write(d, key_name, key, em);
 	if (err == P11CA_OK)
 		err = x509_pem_append("CERTIFICATE", is.der, is.der_len, pem, PEM_MAX, &pem_len,
 				      em);
-	struct bytes b = {pem, pem_len};
 	if (err == P11CA_OK)
-		err = file_write_at(d, crt_name, 0644, true, fill_bytes, &b, em);
+		err = outdir_public_write(d, crt_name, pem, pem_len, em);
 	pem_len = 0;
 	if (err == P11CA_OK)
 		err = x509_pem_append("CERTIFICATE", ca->rec.cert_der, ca->rec.cert_der_len, pem,
 				      PEM_MAX, &pem_len, em);
-	b = (struct bytes){pem, pem_len};
 	if (err == P11CA_OK)
-		err = file_write_at(d, "ca.crt", 0644, true, fill_bytes, &b, em);
+		err = outdir_public_write(d, "ca.crt", pem, pem_len, em);
 out:
 	engine_issue_clear(&is);
 	EVP_PKEY_free(key);
@@ -334,7 +141,7 @@ out:
 }
 
 /* Fingerprint of the admin.crt an earlier init wrote. */
-static enum p11ca_err cert_file_fingerprint(const struct out_dir *d, const char *name,
+static enum p11ca_err cert_file_fingerprint(const struct outdir *d, const char *name,
 					    uint8_t fp[32], struct p11ca_errmsg *em)
 {
 	int fd = openat(d->fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
@@ -356,78 +163,6 @@ static enum p11ca_err cert_file_fingerprint(const struct out_dir *d, const char 
 		BIO_free(bio);
 	else if (fd >= 0)
 		close(fd);
-	return err;
-}
-
-/* Whether a roles line names fp_hex (colons allowed, any case), whatever its role. */
-static bool roles_has(const char *text, size_t len, const char *fp_hex)
-{
-	size_t i = 0;
-	while (i < len) {
-		size_t end = i;
-		while (end < len && text[end] != '\n')
-			end++;
-		size_t k = 0, j = i;
-		while (j < end && (text[j] == ' ' || text[j] == '\t'))
-			j++;
-		for (; j < end && text[j] != ' ' && text[j] != '\t' && text[j] != '#'; j++) {
-			if (text[j] == ':')
-				continue;
-			if (fp_hex[k] == '\0' || strncasecmp(&text[j], &fp_hex[k], 1) != 0)
-				break;
-			k++;
-		}
-		bool token_end = j == end || text[j] == ' ' || text[j] == '\t' || text[j] == '#';
-		if (fp_hex[k] == '\0' && token_end)
-			return true;
-		i = end + 1;
-	}
-	return false;
-}
-
-/* Make fp_hex an admin in the roles file unless a line names it already: an init that
- * stopped after writing admin.crt gets its role on the next run, and only once. */
-static enum p11ca_err roles_ensure(const char *path, const char *fp_hex, struct p11ca_errmsg *em)
-{
-	char line[256], date[32];
-	char *text = NULL;
-	struct stat sb;
-	enum p11ca_err err = P11CA_OK;
-	int fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return p11ca_fail(em, P11CA_E_IO, "cannot open roles file %s: %s", path,
-				  strerror(errno));
-	if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || sb.st_size > ROLES_MAX) {
-		err = p11ca_fail(em, P11CA_E_IO,
-				 "roles file %s is not a regular file under %d bytes: fix it", path,
-				 ROLES_MAX);
-		goto out;
-	}
-	size_t len = (size_t)sb.st_size;
-	if ((text = malloc(len + 1)) == NULL) {
-		err = p11ca_fail(em, P11CA_E_NOMEM, "out of memory");
-		goto out;
-	}
-	if (pread(fd, text, len, 0) != (ssize_t)len) {
-		err = p11ca_fail(em, P11CA_E_IO, "cannot read roles file %s: %s", path,
-				 strerror(errno));
-		goto out;
-	}
-	if (roles_has(text, len, fp_hex))
-		goto out;
-	time_t now = time(NULL);
-	struct tm tm;
-	gmtime_r(&now, &tm);
-	strftime(date, sizeof(date), "%Y-%m-%d", &tm);
-	int n = snprintf(line, sizeof(line), "%s%s admin   # added by p11cad init %s\n",
-			 len > 0 && text[len - 1] != '\n' ? "\n" : "", fp_hex, date);
-	err = write_all(fd, line, (size_t)n, path, "", em);
-	if (err == P11CA_OK && fsync(fd) != 0)
-		err = p11ca_fail(em, P11CA_E_IO, "cannot sync roles file %s: %s", path,
-				 strerror(errno));
-out:
-	free(text);
-	close(fd);
 	return err;
 }
 
@@ -472,14 +207,14 @@ static enum p11ca_err bootstrap_run(struct engine *eng,
 				    p11ca_control_v1_BootstrapResponse *resp, struct engine_ca *ca,
 				    struct p11ca_errmsg *em)
 {
-	struct out_dir tls = {.fd = -1}, admin = {.fd = -1};
+	struct outdir tls = {.fd = -1}, admin = {.fd = -1};
 	uint8_t fp[32];
 	const char *names[16];
 	size_t n = 0;
 	enum p11ca_err err = management_ca(eng, req, resp, ca, em);
 	if (err == P11CA_OK)
-		err = dir_open(req->tls_dir, "TLS", &tls, em);
-	if (err == P11CA_OK && !dir_has(&tls, "server.crt")) {
+		err = outdir_open(req->tls_dir, "TLS", &tls, em);
+	if (err == P11CA_OK && !outdir_has(&tls, "server.crt")) {
 		for (; n < req->server_names_count && n < 16; n++)
 			names[n] = req->server_names[n];
 		/* A commonName holds at most 64 characters; the SANs carry every name. */
@@ -489,8 +224,8 @@ static enum p11ca_err bootstrap_run(struct engine *eng,
 		resp->server_cert_created = err == P11CA_OK;
 	}
 	if (err == P11CA_OK)
-		err = dir_open(req->admin_out, "admin credential", &admin, em);
-	if (err == P11CA_OK && !dir_has(&admin, "admin.crt")) {
+		err = outdir_open(req->admin_out, "admin credential", &admin, em);
+	if (err == P11CA_OK && !outdir_has(&admin, "admin.crt")) {
 		struct leaf lf = {"admin", NULL, 0, "clientAuth", "bootstrap-admin", "admin"};
 		err = leaf_make(eng, ca, &lf, &admin, fp, em);
 		resp->admin_created = err == P11CA_OK;
@@ -499,10 +234,10 @@ static enum p11ca_err bootstrap_run(struct engine *eng,
 	}
 	if (err == P11CA_OK) {
 		engine_hex_format(fp, sizeof(fp), resp->admin_fingerprint);
-		err = roles_ensure(req->roles_file, resp->admin_fingerprint, em);
+		err = outdir_roles_ensure(req->roles_file, resp->admin_fingerprint, em);
 	}
-	dir_close(&tls);
-	dir_close(&admin);
+	outdir_close(&tls);
+	outdir_close(&admin);
 	return err;
 }
 
