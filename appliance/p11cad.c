@@ -19,6 +19,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "common/version.h"
 #include "appliance/child.h"
 #include "appliance/config.h"
 #include "appliance/init.h"
@@ -26,7 +27,7 @@
 #include "appliance/parent.h"
 
 #define DEFAULT_CONFIG "/etc/p11ca/p11cad.conf"
-#define P11CAD_VERSION "0.1.0"
+#define P11CAD_VERSION P11CA_VERSION
 
 static void usage(FILE *f)
 {

@@ -15,6 +15,7 @@
 
 #include <openssl/x509.h>
 
+#include "common/version.h"
 #include "appliance/config.h"
 #include "appliance/control.pb.h"
 #include "appliance/engine/commit.h"
@@ -26,7 +27,7 @@
 #include "rpc/p11ca.pb.h"
 #include "storage/store.h"
 
-#define ENGINE_SERVER_VERSION "p11ca 0.3"
+#define ENGINE_SERVER_VERSION "p11ca " P11CA_VERSION
 #define ENGINE_CLOCK_SKEW     (5 * 60)	  /* notBefore is backdated by this much */
 #define ENGINE_CRL_VALIDITY   (7 * 86400) /* nextUpdate = thisUpdate + 7 days */
 #define ENGINE_PAGE_MAX	      32

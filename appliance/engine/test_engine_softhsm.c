@@ -28,6 +28,7 @@
 #include "appliance/config.h"
 #include "appliance/control.pb.h"
 #include "appliance/engine/engine.h"
+#include "common/version.h"
 #include "hsm/signer.h"
 #include "rpc/channel.h"
 #include "rpc/forward.pb.h"
@@ -355,7 +356,7 @@ static void test_health(void **state)
 	S.in->caller.role = p11ca_forward_v1_Role_ROLE_AUDITOR;
 	p11ca_v1_Response *r = call_expect(S(OK));
 	assert_true(r->result.health.ready);
-	assert_string_equal(r->result.health.server_version, "p11ca 0.3");
+	assert_string_equal(r->result.health.server_version, "p11ca " P11CA_VERSION);
 	assert_int_equal(r->result.health.ca_count, 0);
 
 	req_new(p11ca_v1_Request_hsm_status_tag);

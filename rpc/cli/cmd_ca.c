@@ -18,7 +18,8 @@ static const struct cli_opt init_opts[] = {
 	 "rsa2048, rsa3072, rsa4096, p256, p384, p521 or ed25519 (default p256)"},
 	{"key-label", "LABEL", false, "the key's PKCS#11 label (default: derived from NAME)"},
 	{"path-length", "N", false,
-	 "pathLenConstraint: how many CAs may follow below this one (default: no limit)"},
+	 "pathLenConstraint: how many CAs may follow below this one (default: none for a root; the "
+	 "parent's minus one below a parent that has one)"},
 	{"expires", "DAYS", false,
 	 "validity in days (default: the server's; clamped to the parent's notAfter)"},
 	{"sig-alg", "ALG", false,
@@ -340,7 +341,7 @@ const struct cli_cmd cli_cmds_ca[] = {
 	 "Generates the CA's key on the HSM token and issues its certificate: self-signed\n"
 	 "(a root) unless --parent names the issuing CA. NAME is the CA's unique name\n"
 	 "(letters, digits, '-', '_', '.'); SUBJECT is an RFC 4514 string. The key type\n"
-	 "defaults to p256. Prints the new CA (as 'ca view' does). Needs the admin role.",
+	 "defaults to p256. Prints the new CA's summary. Needs the admin role.",
 	 "p11ca ca init issuing-1 'CN=Example Issuing CA 1,O=Example' --parent root "
 	 "--key-type p384 --path-length 0",
 	 init_opts},

@@ -310,8 +310,9 @@ out:
 static const struct cli_opt sign_opts[] = {
 	{"ca", "CA", false, "the issuing CA: name or unique serial prefix (required)"},
 	{"csr", "FILE", false, "the PKCS#10 request, PEM or DER (required)"},
-	{"profile", "NAME", false, "certificate profile (default: the CA's default profile)"},
-	{"subject", "DN", false, "RFC 4514 subject (default: the CSR's, filtered by the profile)"},
+	{"profile", "NAME", false,
+	 "certificate profile (default: the server's [engine] default_profile)"},
+	{"subject", "DN", false, "RFC 4514 subject (default: the CSR's)"},
 	{"san", "NAME", true,
 	 "subjectAltName: DNS:name, IP:addr, email:addr or URI:uri (bare: DNS)"},
 	{"expires", "DAYS", false, "validity in days (default: the profile's)"},
@@ -362,7 +363,8 @@ const struct cli_cmd cli_cmds_cert[] = {
 	 "the issuing CAs up to the root. DER is never written to a terminal.\n" SERIAL_HELP,
 	 "p11ca cert export 3FA2C1 --format der --out web.der", export_opts},
 	{"cert", "revoke", run_revoke, "SERIAL", 1, 1, "revoke a certificate",
-	 "Records the revocation; the next CRL lists it. Prints the certificate as recorded.\n"
+	 "Records the revocation and publishes a new CRL listing it before answering. Prints the "
+	 "certificate as recorded.\n"
 	 "Needs the operator or admin role.\n" SERIAL_HELP,
 	 "p11ca cert revoke 3FA2C1 --reason keyCompromise", revoke_opts},
 	{NULL, NULL, NULL, NULL, 0, 0, NULL, NULL, NULL, NULL},
