@@ -23,8 +23,8 @@ static const struct mdb_err_map mdb_err_table[] = {
 	{MDB_NOTFOUND, P11CA_E_STORAGE_NOT_FOUND, false, "no such record"},
 	{MDB_KEYEXIST, P11CA_E_STORAGE_EXISTS, false, "a record with that key already exists"},
 	{MDB_MAP_FULL, P11CA_E_STORAGE_FULL, true,
-	 "the database map is full and the transaction was aborted: raise map_size in the "
-	 "configuration and restart"},
+	 "the database map is full and the transaction was aborted: raise [storage] "
+	 "map_size_mb in the configuration and restart"},
 	{MDB_TXN_FULL, P11CA_E_STORAGE_FULL, true,
 	 "the transaction holds too many dirty pages: commit smaller batches"},
 	{MDB_CURSOR_FULL, P11CA_E_STORAGE_FULL, true, "cursor stack too deep"},

@@ -43,7 +43,7 @@ enum p11ca_err store_quota_check(struct store_txn *txn, struct p11ca_errmsg *em)
 	return p11ca_fail(
 		em, P11CA_E_STORAGE_FULL,
 		"database %s is past its soft quota (%zu KiB used of a %zu KiB map, "
-		"quota %zu%%): new issuance is refused; raise map_size in the "
+		"quota %zu%%): new issuance is refused; raise [storage] map_size_mb in the "
 		"configuration and restart p11cad (revocation, CRLs and audit still work)",
 		txn->st->path, u.used / 1024, u.map_size / 1024, txn->st->soft_quota_percent);
 }

@@ -1,7 +1,9 @@
 # tests/softhsm/appliance/: p11cad end to end on SoftHSM2 — the README demo, the Python
-# client, refusals at the network edge, kill -9 during issuance. Each script starts its own
-# token and daemon under TMPDIR (lib.sh) and needs the programs of the build under test.
+# client, refusals at the network edge, kill -9 during issuance, a full database. Each
+# script starts its own token and daemon under TMPDIR (lib.sh) and needs the programs of
+# the build under test.
 TEST_SCRIPTS += tests/softhsm/appliance/test_demo.sh \
                 tests/softhsm/appliance/test_python_client.sh \
                 tests/softhsm/appliance/test_refusals.sh \
-                tests/softhsm/appliance/test_kill9.sh
+                tests/softhsm/appliance/test_kill9.sh \
+                tests/softhsm/appliance/test_storage_full.sh
