@@ -159,8 +159,15 @@ static int watch(const struct sup_config *cfg, struct sup_child *c, size_t n, in
 		pfd[0] = (struct pollfd){.fd = cfg->stop_fd, .events = POLLIN};
 		for (size_t i = 0; i < n; i++)
 			pfd[1 + i] = (struct pollfd){.fd = c[i].pidfd, .events = POLLIN};
-		if (poll(pfd, 1 + n, -1) < 0)
-			continue; /* EINTR */
+		if (poll(pfd, 1 + n, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			/* Anything else (ENOMEM, EINVAL) would repeat at once: stop cleanly
+			 * rather than spin. */
+			p11ca_logf(cfg->log, LOG_ERR, "supervisor: poll failed (%s); stopping",
+				   strerror(errno));
+			return -1;
+		}
 		if (pfd[0].revents != 0)
 			return -1;
 		for (size_t i = 0; i < n; i++)
@@ -179,8 +186,8 @@ static int stop_within(int stop_fd, unsigned delay_ms)
 			return 0;
 		struct pollfd pfd = {.fd = stop_fd, .events = POLLIN};
 		int r = poll(&pfd, 1, (int)(end - now));
-		if (r > 0)
-			return 1;
+		if (r > 0 || (r < 0 && errno != EINTR))
+			return 1; /* a stop, or a poll that cannot wait: do not spin */
 	}
 }
 

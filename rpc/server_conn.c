@@ -397,15 +397,21 @@ static bool conn_serve(struct rpc_conn *c, struct p11ca_buf **frame)
 	}
 	uint64_t id = req->request_id;
 	op = rpc_op_find(req->which_op);
+	/* Every refusal decided here reaches the audit chain, not only the role ones. */
 	if (req->api_version != RPC_API_VERSION) {
 		rpc_conn_answer(c, id, p11ca_v1_StatusCode_STATUS_CODE_FAILED_PRECONDITION,
 				"api_version %" PRIu32 " is not served here; this server speaks %d",
 				req->api_version, RPC_API_VERSION);
+		notify_refusal(c, op != NULL ? op->name : "",
+			       p11ca_v1_StatusCode_STATUS_CODE_FAILED_PRECONDITION,
+			       c->from.response.status.message);
 	} else if (op == NULL) {
 		rpc_conn_answer(
 			c, id, p11ca_v1_StatusCode_STATUS_CODE_UNIMPLEMENTED,
 			"the request names no operation this server implements; upgrade the "
 			"server or use an older client");
+		notify_refusal(c, "", p11ca_v1_StatusCode_STATUS_CODE_UNIMPLEMENTED,
+			       c->from.response.status.message);
 	} else if (!rpc_op_permits(op, c->role)) {
 		rpc_conn_answer(c, id, p11ca_v1_StatusCode_STATUS_CODE_PERMISSION_DENIED,
 				"role %s may not call %s; ask an administrator for a role that may",

@@ -910,6 +910,8 @@ static void test_api_version_2_refused(void **state)
 	assert_int_equal(resp.status.code, p11ca_v1_StatusCode_STATUS_CODE_FAILED_PRECONDITION);
 	assert_non_null(strstr(resp.status.message, "api_version 2"));
 	assert_int_equal(engine_count(&s->eng, &s->eng.requests), 0);
+	/* Not forwarded, but audited. */
+	assert_true(engine_wait(&s->eng, &s->eng.refusals, 1));
 	srv_finish(&s, P11CA_OK);
 }
 
@@ -934,6 +936,7 @@ static void test_unknown_op_unimplemented(void **state)
 	assert_int_equal(resp.request_id, 9);
 	assert_int_equal(resp.status.code, p11ca_v1_StatusCode_STATUS_CODE_UNIMPLEMENTED);
 	assert_int_equal(engine_count(&s->eng, &s->eng.requests), 0);
+	assert_true(engine_wait(&s->eng, &s->eng.refusals, 1));
 	client_close(&cl);
 	srv_finish(&s, P11CA_OK);
 }
@@ -1220,7 +1223,10 @@ static void test_client_gone_with_requests_in_flight(void **state)
 	assert_true(wait_log("disconnected: connection lost"));
 	client_close(&cl);
 	gate_open(s);
-	assert_true(wait_log("late reply to call"));
+	/* The answers reach either the connection's own clean-up (if it has not cancelled them
+	 * yet) or the channel as late replies ("late reply to call … dropped"); which one is a
+	 * race this test does not control. What must hold either way: nothing touches freed
+	 * memory (ASan) and the server keeps serving. */
 	p11ca_v1_Request req = health_request(9);
 	assert_int_equal(call_once(s, ctx_admin, &req), P11CA_OK);
 	assert_int_equal(resp.status.code, p11ca_v1_StatusCode_STATUS_CODE_OK);
