@@ -42,91 +42,23 @@
 #include "rpc/frame.h"
 #include "rpc/op.h"
 #include "rpc/server.h"
+#include "rpc/test_pki.h"
 #include "rpc/tls.h"
 
-#define N(a) (sizeof(a) / sizeof((a)[0]))
+#define N(a) TEST_PKI_N(a)
 /* Safety net for waits that succeed at once when the code is right. */
 #define WAIT_MS 10000
 
 /* ---- PKI ------------------------------------------------------------------------------ */
 
-struct ext {
-	const char *name, *value;
-};
-static const struct ext ca_exts[] = {
-	{"basicConstraints", "critical,CA:TRUE"},
-	{"keyUsage", "critical,keyCertSign,cRLSign"},
-	{"subjectKeyIdentifier", "hash"},
-};
-static const struct ext server_exts[] = {
-	{"basicConstraints", "CA:FALSE"},
-	{"keyUsage", "critical,digitalSignature"},
-	{"extendedKeyUsage", "serverAuth"},
-	{"subjectAltName", "DNS:localhost,IP:127.0.0.1"},
-};
-static const struct ext client_exts[] = {
-	{"basicConstraints", "CA:FALSE"},
-	{"keyUsage", "critical,digitalSignature"},
-	{"extendedKeyUsage", "clientAuth"},
-};
-
-static char dir[512];
+static struct test_pki pki;
 static char roles_path[600];
 static char fp_hex[4][RPC_FINGERPRINT_HEX_SIZE]; /* admin, operator, auditor, unlisted */
 static SSL_CTX *ctx_admin, *ctx_operator, *ctx_auditor, *ctx_unlisted, *ctx_foreign, *ctx_nocert;
 
 static const char *path(const char *name, const char *ext)
 {
-	static char buf[8][1024];
-	static unsigned next;
-	char *p = buf[next++ % 8];
-	snprintf(p, sizeof(buf[0]), "%s/%s.%s", dir, name, ext);
-	return p;
-}
-
-/* A certificate for a fresh P-256 key, signed by issuer (self-signed when NULL); writes
- * <name>.crt and <name>.key. */
-static X509 *make_cert(const char *name, X509 *issuer, EVP_PKEY *issuer_key, const struct ext *exts,
-		       size_t n_exts, EVP_PKEY **key_out)
-{
-	static long serial = 1;
-	EVP_PKEY *key = EVP_EC_gen("P-256");
-	X509 *x = X509_new();
-	assert_non_null(key);
-	assert_non_null(x);
-	assert_int_equal(X509_set_version(x, X509_VERSION_3), 1);
-	assert_int_equal(ASN1_INTEGER_set(X509_get_serialNumber(x), serial++), 1);
-	assert_non_null(X509_gmtime_adj(X509_getm_notBefore(x), -60));
-	assert_non_null(X509_gmtime_adj(X509_getm_notAfter(x), 3600));
-	X509_NAME *subj = X509_get_subject_name(x);
-	assert_int_equal(X509_NAME_add_entry_by_txt(subj, "CN", MBSTRING_ASC,
-						    (const unsigned char *)name, -1, -1, 0),
-			 1);
-	assert_int_equal(X509_set_issuer_name(x, issuer ? X509_get_subject_name(issuer) : subj), 1);
-	assert_int_equal(X509_set_pubkey(x, key), 1);
-	X509V3_CTX v3;
-	X509V3_set_ctx(&v3, issuer ? issuer : x, x, NULL, NULL, 0);
-	for (size_t i = 0; i < n_exts; i++) {
-		X509_EXTENSION *e = X509V3_EXT_nconf(NULL, &v3, exts[i].name, exts[i].value);
-		assert_non_null(e);
-		assert_int_equal(X509_add_ext(x, e, -1), 1);
-		X509_EXTENSION_free(e);
-	}
-	assert_true(X509_sign(x, issuer_key ? issuer_key : key, EVP_sha256()) > 0);
-
-	FILE *f = fopen(path(name, "crt"), "w");
-	assert_non_null(f);
-	assert_int_equal(PEM_write_X509(f, x), 1);
-	fclose(f);
-	f = fopen(path(name, "key"), "w");
-	assert_non_null(f);
-	assert_int_equal(PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL), 1);
-	fclose(f);
-	if (key_out != NULL)
-		*key_out = key;
-	else
-		EVP_PKEY_free(key);
-	return x;
+	return test_pki_path(&pki, name, ext);
 }
 
 static SSL_CTX *client_ctx(const char *name)
@@ -143,23 +75,18 @@ static SSL_CTX *client_ctx(const char *name)
 static int group_setup(void **state)
 {
 	(void)state;
-	const char *tmp = getenv("TMPDIR");
-	snprintf(dir, sizeof(dir), "%s/p11ca-server.XXXXXX", tmp ? tmp : "/tmp");
-	if (mkdtemp(dir) == NULL)
+	if (test_pki_init(&pki, "p11ca-server", 1) != 0)
 		return -1;
 	/* The server blocks SIGPIPE on its threads; the test's clients need the same. */
 	signal(SIGPIPE, SIG_IGN);
 
-	EVP_PKEY *ca_key = NULL, *other_key = NULL;
-	X509 *ca = make_cert("ca", NULL, NULL, ca_exts, N(ca_exts), &ca_key);
-	X509 *other = make_cert("other-ca", NULL, NULL, ca_exts, N(ca_exts), &other_key);
 	X509 *certs[] = {
-		make_cert("admin", ca, ca_key, client_exts, N(client_exts), NULL),
-		make_cert("operator", ca, ca_key, client_exts, N(client_exts), NULL),
-		make_cert("auditor", ca, ca_key, client_exts, N(client_exts), NULL),
-		make_cert("unlisted", ca, ca_key, client_exts, N(client_exts), NULL),
-		make_cert("foreign", other, other_key, client_exts, N(client_exts), NULL),
-		make_cert("server", ca, ca_key, server_exts, N(server_exts), NULL),
+		test_pki_issue(&pki, "admin", TEST_PKI_CA, &test_pki_client),
+		test_pki_issue(&pki, "operator", TEST_PKI_CA, &test_pki_client),
+		test_pki_issue(&pki, "auditor", TEST_PKI_CA, &test_pki_client),
+		test_pki_issue(&pki, "unlisted", TEST_PKI_CA, &test_pki_client),
+		test_pki_issue(&pki, "foreign", TEST_PKI_OTHER_CA, &test_pki_client),
+		test_pki_issue(&pki, "server", TEST_PKI_CA, &test_pki_server),
 	};
 	for (size_t i = 0; i < 4; i++) {
 		unsigned char md[RPC_FINGERPRINT_LEN];
@@ -168,17 +95,14 @@ static int group_setup(void **state)
 		rpc_fingerprint_format(md, fp_hex[i]);
 	}
 	/* admin and auditor from the roles file; operator comes inline (see start()). */
-	snprintf(roles_path, sizeof(roles_path), "%s/roles.conf", dir);
+	snprintf(roles_path, sizeof(roles_path), "%s/roles.conf", pki.dir);
 	FILE *f = fopen(roles_path, "w");
 	assert_non_null(f);
 	fprintf(f, "# test roles\n%s admin\n%s auditor\n", fp_hex[0], fp_hex[2]);
 	fclose(f);
 	for (size_t i = 0; i < N(certs); i++)
 		X509_free(certs[i]);
-	X509_free(ca);
-	X509_free(other);
-	EVP_PKEY_free(ca_key);
-	EVP_PKEY_free(other_key);
+	test_pki_done(&pki);
 
 	ctx_admin = client_ctx("admin");
 	ctx_operator = client_ctx("operator");
@@ -210,7 +134,7 @@ static int group_teardown(void **state)
 		unlink(path(names[i], "key"));
 	}
 	unlink(roles_path);
-	rmdir(dir);
+	rmdir(pki.dir);
 	return 0;
 }
 
@@ -1327,7 +1251,7 @@ static void test_config_errors(void **state)
 	expect_config_error(s, "superuser");
 
 	char bad[700];
-	snprintf(bad, sizeof(bad), "%s/bad-roles.conf", dir);
+	snprintf(bad, sizeof(bad), "%s/bad-roles.conf", pki.dir);
 	FILE *f = fopen(bad, "w");
 	assert_non_null(f);
 	fprintf(f, "%s admin\nnot-a-fingerprint operator\n", fp_hex[3]);
@@ -1344,7 +1268,7 @@ static void test_missing_roles_file(void **state)
 	(void)state;
 	struct srv *s = srv_new();
 	char missing[700];
-	snprintf(missing, sizeof(missing), "%s/no-such-roles.conf", dir);
+	snprintf(missing, sizeof(missing), "%s/no-such-roles.conf", pki.dir);
 	s->opts.roles_file = missing;
 	s->inline_roles[0] = fp_hex[0];
 	s->inline_roles[1] = "admin";

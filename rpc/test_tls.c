@@ -26,120 +26,50 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
+#include "rpc/test_pki.h"
 #include "rpc/tls.h"
 
-struct ext {
-	const char *name, *value;
-};
-
-static const struct ext ca_exts[] = {
-	{"basicConstraints", "critical,CA:TRUE"},
-	{"keyUsage", "critical,keyCertSign,cRLSign"},
-	{"subjectKeyIdentifier", "hash"},
-};
-static const struct ext server_exts[] = {
-	{"basicConstraints", "CA:FALSE"},
-	{"keyUsage", "critical,digitalSignature"},
-	{"extendedKeyUsage", "serverAuth"},
-	{"subjectAltName", "DNS:localhost,IP:127.0.0.1"},
-};
-static const struct ext client_exts[] = {
-	{"basicConstraints", "CA:FALSE"},
-	{"keyUsage", "critical,digitalSignature"},
-	{"extendedKeyUsage", "clientAuth"},
-};
-static const struct ext server_eku_exts[] = {
+static const struct test_pki_ext server_eku_exts[] = {
 	{"basicConstraints", "CA:FALSE"},
 	{"extendedKeyUsage", "serverAuth"},
 };
-static const struct ext no_eku_exts[] = {
+static const struct test_pki_ext no_eku_exts[] = {
 	{"basicConstraints", "CA:FALSE"},
 	{"keyUsage", "critical,digitalSignature"},
 };
-static const struct ext ca_client_exts[] = {
+static const struct test_pki_ext ca_client_exts[] = {
 	{"basicConstraints", "critical,CA:TRUE"},
 	{"keyUsage", "critical,keyCertSign,digitalSignature"},
 	{"extendedKeyUsage", "clientAuth"},
 };
-#define N(a) (sizeof(a) / sizeof((a)[0]))
+static const struct test_pki_profile server_eku = TEST_PKI_PROFILE(server_eku_exts);
+static const struct test_pki_profile no_eku = TEST_PKI_PROFILE(no_eku_exts);
+static const struct test_pki_profile ca_client = TEST_PKI_PROFILE(ca_client_exts);
+#define N(a) TEST_PKI_N(a)
 
-static char dir[512];
+static struct test_pki pki;
 static struct rpc_role_table *roles;
 static SSL_CTX *server_ctx;
 
 static const char *path(const char *name, const char *ext)
 {
-	static char buf[8][1024];
-	static unsigned next;
-	char *p = buf[next++ % 8];
-	snprintf(p, sizeof(buf[0]), "%s/%s.%s", dir, name, ext);
-	return p;
-}
-
-/* Make a certificate for a fresh P-256 key, signed by issuer (self-signed when NULL),
- * and write <name>.crt and <name>.key. */
-static X509 *make_cert(const char *name, X509 *issuer, EVP_PKEY *issuer_key, const struct ext *exts,
-		       size_t n_exts, EVP_PKEY **key_out)
-{
-	static long serial = 1;
-	EVP_PKEY *key = EVP_EC_gen("P-256");
-	X509 *x = X509_new();
-	assert_non_null(key);
-	assert_non_null(x);
-	assert_int_equal(X509_set_version(x, X509_VERSION_3), 1);
-	assert_int_equal(ASN1_INTEGER_set(X509_get_serialNumber(x), serial++), 1);
-	assert_non_null(X509_gmtime_adj(X509_getm_notBefore(x), -60));
-	assert_non_null(X509_gmtime_adj(X509_getm_notAfter(x), 3600));
-	X509_NAME *subj = X509_get_subject_name(x);
-	assert_int_equal(X509_NAME_add_entry_by_txt(subj, "CN", MBSTRING_ASC,
-						    (const unsigned char *)name, -1, -1, 0),
-			 1);
-	assert_int_equal(X509_set_issuer_name(x, issuer ? X509_get_subject_name(issuer) : subj), 1);
-	assert_int_equal(X509_set_pubkey(x, key), 1);
-	X509V3_CTX v3;
-	X509V3_set_ctx(&v3, issuer ? issuer : x, x, NULL, NULL, 0);
-	for (size_t i = 0; i < n_exts; i++) {
-		X509_EXTENSION *e = X509V3_EXT_nconf(NULL, &v3, exts[i].name, exts[i].value);
-		assert_non_null(e);
-		assert_int_equal(X509_add_ext(x, e, -1), 1);
-		X509_EXTENSION_free(e);
-	}
-	assert_true(X509_sign(x, issuer_key ? issuer_key : key, EVP_sha256()) > 0);
-
-	FILE *f = fopen(path(name, "crt"), "w");
-	assert_non_null(f);
-	assert_int_equal(PEM_write_X509(f, x), 1);
-	fclose(f);
-	f = fopen(path(name, "key"), "w");
-	assert_non_null(f);
-	assert_int_equal(PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL), 1);
-	fclose(f);
-	if (key_out != NULL)
-		*key_out = key;
-	else
-		EVP_PKEY_free(key);
-	return x;
+	return test_pki_path(&pki, name, ext);
 }
 
 static int setup(void **state)
 {
 	(void)state;
-	const char *tmp = getenv("TMPDIR");
-	snprintf(dir, sizeof(dir), "%s/p11ca-tls.XXXXXX", tmp ? tmp : "/tmp");
-	if (mkdtemp(dir) == NULL)
+	if (test_pki_init(&pki, "p11ca-tls", 1) != 0)
 		return -1;
 
-	EVP_PKEY *ca_key = NULL, *other_key = NULL;
-	X509 *ca = make_cert("ca", NULL, NULL, ca_exts, N(ca_exts), &ca_key);
-	X509 *other = make_cert("other-ca", NULL, NULL, ca_exts, N(ca_exts), &other_key);
 	X509 *certs[] = {
-		make_cert("server", ca, ca_key, server_exts, N(server_exts), NULL),
-		make_cert("client", ca, ca_key, client_exts, N(client_exts), NULL),
-		make_cert("unlisted", ca, ca_key, client_exts, N(client_exts), NULL),
-		make_cert("foreign", other, other_key, client_exts, N(client_exts), NULL),
-		make_cert("server-eku", ca, ca_key, server_eku_exts, N(server_eku_exts), NULL),
-		make_cert("no-eku", ca, ca_key, no_eku_exts, N(no_eku_exts), NULL),
-		make_cert("ca-client", ca, ca_key, ca_client_exts, N(ca_client_exts), NULL),
+		test_pki_issue(&pki, "server", TEST_PKI_CA, &test_pki_server),
+		test_pki_issue(&pki, "client", TEST_PKI_CA, &test_pki_client),
+		test_pki_issue(&pki, "unlisted", TEST_PKI_CA, &test_pki_client),
+		test_pki_issue(&pki, "foreign", TEST_PKI_OTHER_CA, &test_pki_client),
+		test_pki_issue(&pki, "server-eku", TEST_PKI_CA, &server_eku),
+		test_pki_issue(&pki, "no-eku", TEST_PKI_CA, &no_eku),
+		test_pki_issue(&pki, "ca-client", TEST_PKI_CA, &ca_client),
 	};
 
 	/* The role table, in its text form, built from the client certificate's digest as
@@ -158,10 +88,7 @@ static int setup(void **state)
 
 	for (size_t i = 0; i < N(certs); i++)
 		X509_free(certs[i]);
-	X509_free(ca);
-	X509_free(other);
-	EVP_PKEY_free(ca_key);
-	EVP_PKEY_free(other_key);
+	test_pki_done(&pki);
 
 	struct p11ca_errmsg em = {0};
 	if (rpc_tls_server_ctx_new(path("ca", "crt"), path("server", "crt"), path("server", "key"),
@@ -183,7 +110,7 @@ static int teardown(void **state)
 		unlink(path(names[i], "crt"));
 		unlink(path(names[i], "key"));
 	}
-	rmdir(dir);
+	rmdir(pki.dir);
 	return 0;
 }
 

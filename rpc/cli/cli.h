@@ -130,6 +130,8 @@ extern const struct cli_cmd cli_cmds_crl[];
 
 /* Print "p11ca: <what>: <why>[ — <todo>]" on the error stream and return `code`. */
 int cli_error(struct cli *cli, int code, const char *what, const char *why, const char *todo);
+/* The usage error for a value that did not parse: "bad <opt>: <em's reason>". */
+int cli_bad_value(struct cli *cli, const char *opt, const struct p11ca_errmsg *em);
 
 /* Connect (once per run) and call. On a transport failure or a non-OK status, prints the
  * error for `what` ("cannot revoke certificate 0A1B") and returns the exit code; 0 when
@@ -241,6 +243,22 @@ void cli_json_data(struct cli_json *j, const uint8_t *data, size_t len, bool der
  * printing the error. */
 int cli_read_file(struct cli *cli, const char *path, size_t max, uint8_t **data, size_t *len,
 		  const char *what);
+
+/* ---- export (export.c) -------------------------------------------------------------- */
+
+/* --format, --bundle and --out: the options of `ca export` and `cert export`. */
+extern const struct cli_opt cli_export_opts[];
+
+/* --format (PEM when absent) and --bundle into an export request's fields; refuses DER
+ * with --bundle. Returns 0 or the exit code after printing the error. */
+int cli_export_format(struct cli *cli, const struct cli_args *a, p11ca_v1_Format *format,
+		      bool *bundle);
+
+/* An export's answer: to --out (atomically) or standard output, never DER to a terminal;
+ * with --json, {"format", "certificate_count", "out"} after it, plus the data itself when
+ * there is no --out. Returns 0 or the exit code after printing the error. */
+int cli_export_write(struct cli *cli, const struct cli_args *a, const uint8_t *data, size_t len,
+		     uint32_t certificate_count, bool der);
 
 /* ---- entry point ----------------------------------------------------------------------- */
 

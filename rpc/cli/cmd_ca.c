@@ -35,13 +35,6 @@ static void print_ca_pem_json(struct cli_json *j, const uint8_t *der, size_t len
 	free(pem);
 }
 
-static int bad_value(struct cli *cli, const char *opt, const struct p11ca_errmsg *em)
-{
-	char what[64];
-	snprintf(what, sizeof(what), "bad %s", opt);
-	return cli_error(cli, CLI_EX_USAGE, what, p11ca_errmsg_text(em), NULL);
-}
-
 static int run_init(struct cli *cli, const struct cli_args *a)
 {
 	const struct cli_cmd *cmd = cli->cmd;
@@ -64,19 +57,19 @@ static int run_init(struct cli *cli, const struct cli_args *a)
 		rc = cli_copy(cli, r->key_label, sizeof(r->key_label), v, "--key-label");
 	if (rc == 0 && (v = cli_arg(cmd, a, "key-type")) != NULL &&
 	    cli_key_type_parse(v, &r->key_type, &em) != P11CA_OK)
-		rc = bad_value(cli, "--key-type", &em);
+		rc = cli_bad_value(cli, "--key-type", &em);
 	if (rc == 0 && (v = cli_arg(cmd, a, "sig-alg")) != NULL &&
 	    cli_sig_alg_parse(v, &r->signature_algorithm, &em) != P11CA_OK)
-		rc = bad_value(cli, "--sig-alg", &em);
+		rc = cli_bad_value(cli, "--sig-alg", &em);
 	if (rc == 0 && (v = cli_arg(cmd, a, "path-length")) != NULL) {
 		if (cli_uint_parse(v, 255, &n, &em) != P11CA_OK)
-			rc = bad_value(cli, "--path-length", &em);
+			rc = cli_bad_value(cli, "--path-length", &em);
 		r->has_path_length = true;
 		r->path_length = n;
 	}
 	if (rc == 0 && (v = cli_arg(cmd, a, "expires")) != NULL) {
 		if (cli_uint_parse(v, 36500, &n, &em) != P11CA_OK || n == 0)
-			rc = bad_value(cli, "--expires (1..36500 days)", &em);
+			rc = cli_bad_value(cli, "--expires (1..36500 days)", &em);
 		r->expires_days = n;
 	}
 	char what[128];
@@ -280,50 +273,24 @@ out:
 	return rc;
 }
 
-static const struct cli_opt export_opts[] = {
-	{"format", "pem|der", false, "PEM (default) or DER; DER needs --out or a redirect"},
-	{"bundle", NULL, false, "append the issuing CAs up to the root (PEM only)"},
-	{"out", "FILE", false, "write to FILE (atomically, mode 0644) instead of standard output"},
-	{NULL, NULL, false, NULL},
-};
-
 static int run_export(struct cli *cli, const struct cli_args *a)
 {
-	struct p11ca_errmsg em = {0};
-	const char *fmt = cli_arg(cli->cmd, a, "format"), *out = cli_arg(cli->cmd, a, "out");
 	char what[128];
 	struct cli_rr *rr = cli_rr_new(cli, p11ca_v1_Request_ca_export_tag);
 	if (rr == NULL)
 		return CLI_EX_SOFTWARE;
 	p11ca_v1_CaExportRequest *r = &rr->req.op.ca_export;
 	int rc = cli_copy(cli, r->ca, sizeof(r->ca), a->pos[0], "CA");
-	r->format = p11ca_v1_Format_FORMAT_PEM;
-	if (rc == 0 && fmt != NULL && cli_format_parse(fmt, &r->format, &em) != P11CA_OK)
-		rc = bad_value(cli, "--format", &em);
-	r->bundle = cli_arg(cli->cmd, a, "bundle") != NULL;
-	bool der = r->format == p11ca_v1_Format_FORMAT_DER;
-	if (rc == 0 && der && r->bundle)
-		rc = cli_error(cli, CLI_EX_USAGE, "--bundle works with PEM only",
-			       "concatenated DER is not a file tools read",
-			       "drop --bundle or use --format pem");
+	if (rc == 0)
+		rc = cli_export_format(cli, a, &r->format, &r->bundle);
 	snprintf(what, sizeof(what), "cannot export CA %.64s", a->pos[0]);
 	if (rc == 0)
 		rc = cli_call(cli, what, &rr->req, &rr->resp);
 	if (rc != 0)
 		goto out;
 	const p11ca_v1_CaExportResponse *res = &rr->resp.result.ca_export;
-	if (out != NULL || !cli->json)
-		rc = cli_deliver(cli, res->data.bytes, res->data.size, der, out);
-	if (rc == 0 && cli->json) {
-		struct cli_json j;
-		cli_json_begin(&j, cli->out);
-		cli_json_str(&j, "format", der ? "der" : "pem");
-		cli_json_uint(&j, "certificate_count", res->certificate_count);
-		cli_json_str(&j, "out", out);
-		if (out == NULL)
-			cli_json_data(&j, res->data.bytes, res->data.size, der);
-		cli_json_end(&j);
-	}
+	rc = cli_export_write(cli, a, res->data.bytes, res->data.size, res->certificate_count,
+			      r->format == p11ca_v1_Format_FORMAT_DER);
 out:
 	cli_rr_free(&rr);
 	return rc;
@@ -360,6 +327,6 @@ const struct cli_cmd cli_cmds_ca[] = {
 	 "Writes the CA certificate as PEM to standard output, or to --out FILE. --bundle\n"
 	 "appends the issuers up to the root (CA first). DER is never written to a\n"
 	 "terminal. With --json and no --out, the data is in the JSON object.",
-	 "p11ca ca export issuing-1 --bundle --out chain.pem", export_opts},
+	 "p11ca ca export issuing-1 --bundle --out chain.pem", cli_export_opts},
 	{NULL, NULL, NULL, NULL, 0, 0, NULL, NULL, NULL, NULL},
 };

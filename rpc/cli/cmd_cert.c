@@ -9,20 +9,13 @@
 
 #define MAX_PAGES 65536
 
-static int bad_value(struct cli *cli, const char *opt, const struct p11ca_errmsg *em)
-{
-	char what[64];
-	snprintf(what, sizeof(what), "bad %s", opt);
-	return cli_error(cli, CLI_EX_USAGE, what, p11ca_errmsg_text(em), NULL);
-}
-
 /* Normalise SERIAL into dst (a request's 65-byte serial field). */
 static int take_serial(struct cli *cli, const char *in, char *dst, size_t dst_size)
 {
 	struct p11ca_errmsg em = {0};
 	char norm[41];
 	if (cli_serial_parse(in, norm, &em) != P11CA_OK)
-		return bad_value(cli, "SERIAL", &em);
+		return cli_bad_value(cli, "SERIAL", &em);
 	return cli_copy(cli, dst, dst_size, norm, "SERIAL");
 }
 
@@ -83,7 +76,7 @@ static int run_sign(struct cli *cli, const struct cli_args *a)
 	if (rc == 0 && (v = cli_arg(cmd, a, "expires")) != NULL) {
 		uint32_t n = 0;
 		if (cli_uint_parse(v, 36500, &n, &em) != P11CA_OK || n == 0)
-			rc = bad_value(cli, "--expires (1..36500 days)", &em);
+			rc = cli_bad_value(cli, "--expires (1..36500 days)", &em);
 		r->expires_days = n;
 	}
 	if (rc == 0)
@@ -180,7 +173,7 @@ static int run_list(struct cli *cli, const struct cli_args *a)
 	int rc = 0;
 
 	if (st != NULL && cli_cert_status_parse(st, &status, &em) != P11CA_OK)
-		return bad_value(cli, "--status", &em);
+		return cli_bad_value(cli, "--status", &em);
 	struct cli_rr *rr = cli_rr_new(cli, p11ca_v1_Request_cert_list_tag);
 	if (rr == NULL)
 		return CLI_EX_SOFTWARE;
@@ -236,41 +229,22 @@ static int run_list(struct cli *cli, const struct cli_args *a)
 
 static int run_export(struct cli *cli, const struct cli_args *a)
 {
-	struct p11ca_errmsg em = {0};
-	const char *fmt = cli_arg(cli->cmd, a, "format"), *out = cli_arg(cli->cmd, a, "out");
 	char what[128];
 	struct cli_rr *rr = cli_rr_new(cli, p11ca_v1_Request_cert_export_tag);
 	if (rr == NULL)
 		return CLI_EX_SOFTWARE;
 	p11ca_v1_CertExportRequest *r = &rr->req.op.cert_export;
 	int rc = take_serial(cli, a->pos[0], r->serial, sizeof(r->serial));
-	r->format = p11ca_v1_Format_FORMAT_PEM;
-	if (rc == 0 && fmt != NULL && cli_format_parse(fmt, &r->format, &em) != P11CA_OK)
-		rc = bad_value(cli, "--format", &em);
-	r->bundle = cli_arg(cli->cmd, a, "bundle") != NULL;
-	bool der = r->format == p11ca_v1_Format_FORMAT_DER;
-	if (rc == 0 && der && r->bundle)
-		rc = cli_error(cli, CLI_EX_USAGE, "--bundle works with PEM only",
-			       "concatenated DER is not a file tools read",
-			       "drop --bundle or use --format pem");
+	if (rc == 0)
+		rc = cli_export_format(cli, a, &r->format, &r->bundle);
 	snprintf(what, sizeof(what), "cannot export certificate %.64s", a->pos[0]);
 	if (rc == 0)
 		rc = cli_call(cli, what, &rr->req, &rr->resp);
 	if (rc != 0)
 		goto out;
 	const p11ca_v1_CertExportResponse *res = &rr->resp.result.cert_export;
-	if (out != NULL || !cli->json)
-		rc = cli_deliver(cli, res->data.bytes, res->data.size, der, out);
-	if (rc == 0 && cli->json) {
-		struct cli_json j;
-		cli_json_begin(&j, cli->out);
-		cli_json_str(&j, "format", der ? "der" : "pem");
-		cli_json_uint(&j, "certificate_count", res->certificate_count);
-		cli_json_str(&j, "out", out);
-		if (out == NULL)
-			cli_json_data(&j, res->data.bytes, res->data.size, der);
-		cli_json_end(&j);
-	}
+	rc = cli_export_write(cli, a, res->data.bytes, res->data.size, res->certificate_count,
+			      r->format == p11ca_v1_Format_FORMAT_DER);
 out:
 	cli_rr_free(&rr);
 	return rc;
@@ -287,7 +261,7 @@ static int run_revoke(struct cli *cli, const struct cli_args *a)
 	p11ca_v1_CertRevokeRequest *r = &rr->req.op.cert_revoke;
 	int rc = take_serial(cli, a->pos[0], r->serial, sizeof(r->serial));
 	if (rc == 0 && reason != NULL && cli_reason_parse(reason, &r->reason, &em) != P11CA_OK)
-		rc = bad_value(cli, "--reason", &em);
+		rc = cli_bad_value(cli, "--reason", &em);
 	snprintf(what, sizeof(what), "cannot revoke certificate %.64s", r->serial);
 	if (rc == 0)
 		rc = cli_call(cli, what, &rr->req, &rr->resp);
@@ -324,12 +298,6 @@ static const struct cli_opt list_opts[] = {
 	{"status", "STATUS", false, "only valid, expired, revoked or orphaned (default: any)"},
 	{NULL, NULL, false, NULL},
 };
-static const struct cli_opt export_opts[] = {
-	{"format", "pem|der", false, "PEM (default) or DER; DER needs --out or a redirect"},
-	{"bundle", NULL, false, "append the issuing CAs up to the root (PEM only)"},
-	{"out", "FILE", false, "write to FILE (atomically, mode 0644) instead of standard output"},
-	{NULL, NULL, false, NULL},
-};
 static const struct cli_opt revoke_opts[] = {
 	{"reason", "REASON", false,
 	 "RFC 5280 reason, any case: unspecified (default), keyCompromise, cACompromise, "
@@ -361,7 +329,7 @@ const struct cli_cmd cli_cmds_cert[] = {
 	{"cert", "export", run_export, "SERIAL", 1, 1, "write a certificate (or chain)",
 	 "Writes the certificate as PEM to standard output, or to --out FILE. --bundle appends\n"
 	 "the issuing CAs up to the root. DER is never written to a terminal.\n" SERIAL_HELP,
-	 "p11ca cert export 3FA2C1 --format der --out web.der", export_opts},
+	 "p11ca cert export 3FA2C1 --format der --out web.der", cli_export_opts},
 	{"cert", "revoke", run_revoke, "SERIAL", 1, 1, "revoke a certificate",
 	 "Records the revocation and publishes a new CRL listing it before answering. Prints the "
 	 "certificate as recorded.\n"

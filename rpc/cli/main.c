@@ -34,6 +34,13 @@ int cli_error(struct cli *cli, int code, const char *what, const char *why, cons
 	return code;
 }
 
+int cli_bad_value(struct cli *cli, const char *opt, const struct p11ca_errmsg *em)
+{
+	char what[64];
+	snprintf(what, sizeof(what), "bad %s", opt);
+	return cli_error(cli, CLI_EX_USAGE, what, p11ca_errmsg_text(em), NULL);
+}
+
 static const struct {
 	const char *name;
 	int exit;

@@ -31,30 +31,12 @@
 #include "common/kconfig.h"
 #include "rpc/cli/cli.h"
 #include "rpc/frame.h"
+#include "rpc/test_pki.h"
 #include "rpc/tls.h"
 
-struct ext {
-	const char *name, *value;
-};
-static const struct ext ca_exts[] = {
-	{"basicConstraints", "critical,CA:TRUE"},
-	{"keyUsage", "critical,keyCertSign,cRLSign"},
-	{"subjectKeyIdentifier", "hash"},
-};
-static const struct ext server_exts[] = {
-	{"basicConstraints", "CA:FALSE"},
-	{"keyUsage", "critical,digitalSignature"},
-	{"extendedKeyUsage", "serverAuth"},
-	{"subjectAltName", "DNS:localhost,IP:127.0.0.1"},
-};
-static const struct ext client_exts[] = {
-	{"basicConstraints", "CA:FALSE"},
-	{"keyUsage", "critical,digitalSignature"},
-	{"extendedKeyUsage", "clientAuth"},
-};
-#define N(a) (sizeof(a) / sizeof((a)[0]))
+#define N(a) TEST_PKI_N(a)
 
-static char dir[512];
+static struct test_pki pki;
 static char port_arg[32];
 static uint8_t issued_der[4096];
 static size_t issued_der_len;
@@ -79,53 +61,7 @@ static pthread_t server_tid;
 
 static const char *path(const char *name, const char *ext)
 {
-	static char buf[16][1024];
-	static unsigned next;
-	char *p = buf[next++ % 16];
-	snprintf(p, sizeof(buf[0]), "%s/%s.%s", dir, name, ext);
-	return p;
-}
-
-static X509 *make_cert(const char *name, X509 *issuer, EVP_PKEY *issuer_key, const struct ext *exts,
-		       size_t n_exts, EVP_PKEY **key_out)
-{
-	static long serial = 0x0a1b;
-	EVP_PKEY *key = EVP_EC_gen("P-256");
-	X509 *x = X509_new();
-	assert_non_null(key);
-	assert_non_null(x);
-	assert_int_equal(X509_set_version(x, X509_VERSION_3), 1);
-	assert_int_equal(ASN1_INTEGER_set(X509_get_serialNumber(x), serial++), 1);
-	assert_non_null(X509_gmtime_adj(X509_getm_notBefore(x), -60));
-	assert_non_null(X509_gmtime_adj(X509_getm_notAfter(x), 3600));
-	X509_NAME *subj = X509_get_subject_name(x);
-	assert_int_equal(X509_NAME_add_entry_by_txt(subj, "CN", MBSTRING_ASC,
-						    (const unsigned char *)name, -1, -1, 0),
-			 1);
-	assert_int_equal(X509_set_issuer_name(x, issuer ? X509_get_subject_name(issuer) : subj), 1);
-	assert_int_equal(X509_set_pubkey(x, key), 1);
-	X509V3_CTX v3;
-	X509V3_set_ctx(&v3, issuer ? issuer : x, x, NULL, NULL, 0);
-	for (size_t i = 0; i < n_exts; i++) {
-		X509_EXTENSION *e = X509V3_EXT_nconf(NULL, &v3, exts[i].name, exts[i].value);
-		assert_non_null(e);
-		assert_int_equal(X509_add_ext(x, e, -1), 1);
-		X509_EXTENSION_free(e);
-	}
-	assert_true(X509_sign(x, issuer_key ? issuer_key : key, EVP_sha256()) > 0);
-	FILE *f = fopen(path(name, "crt"), "w");
-	assert_non_null(f);
-	assert_int_equal(PEM_write_X509(f, x), 1);
-	fclose(f);
-	f = fopen(path(name, "key"), "w");
-	assert_non_null(f);
-	assert_int_equal(PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL), 1);
-	fclose(f);
-	if (key_out != NULL)
-		*key_out = key;
-	else
-		EVP_PKEY_free(key);
-	return x;
+	return test_pki_path(&pki, name, ext);
 }
 
 /* ---- the fake server ------------------------------------------------------------------- */
@@ -310,19 +246,14 @@ static int listen_on(int *port)
 static int setup(void **state)
 {
 	(void)state;
-	const char *tmp = getenv("TMPDIR");
-	snprintf(dir, sizeof(dir), "%s/p11ca-cli-e2e.XXXXXX", tmp ? tmp : "/tmp");
-	if (mkdtemp(dir) == NULL)
+	if (test_pki_init(&pki, "p11ca-cli-e2e", 0x0a1b) != 0)
 		return -1;
-	setenv("HOME", dir, 1); /* no client.ini of the person running the tests */
+	setenv("HOME", pki.dir, 1); /* no client.ini of the person running the tests */
 	unsetenv("XDG_CONFIG_HOME");
-	EVP_PKEY *ca_key = NULL, *other_key = NULL;
-	X509 *ca = make_cert("ca", NULL, NULL, ca_exts, N(ca_exts), &ca_key);
-	X509 *other = make_cert("other-ca", NULL, NULL, ca_exts, N(ca_exts), &other_key);
 	X509 *certs[] = {
-		make_cert("server", ca, ca_key, server_exts, N(server_exts), NULL),
-		make_cert("client", ca, ca_key, client_exts, N(client_exts), NULL),
-		make_cert("foreign", other, other_key, client_exts, N(client_exts), NULL),
+		test_pki_issue(&pki, "server", TEST_PKI_CA, &test_pki_server),
+		test_pki_issue(&pki, "client", TEST_PKI_CA, &test_pki_client),
+		test_pki_issue(&pki, "foreign", TEST_PKI_OTHER_CA, &test_pki_client),
 	};
 	/* What cert sign "issues": a real certificate, so openssl can read the output. */
 	unsigned char *p = issued_der;
@@ -332,10 +263,7 @@ static int setup(void **state)
 	issued_der_len = (size_t)len;
 	for (size_t i = 0; i < N(certs); i++)
 		X509_free(certs[i]);
-	X509_free(ca);
-	X509_free(other);
-	EVP_PKEY_free(ca_key);
-	EVP_PKEY_free(other_key);
+	test_pki_done(&pki);
 
 	if (rpc_tls_server_ctx_new(path("ca", "crt"), path("server", "crt"), path("server", "key"),
 				   &server_ctx, NULL) != P11CA_OK)
@@ -356,7 +284,7 @@ static int teardown(void **state)
 	close(listen_fd);
 	rpc_tls_ctx_free(&server_ctx);
 	char cmd[600];
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", pki.dir);
 	return system(cmd) == 0 ? 0 : -1;
 }
 
@@ -465,8 +393,8 @@ static void test_cert_sign_writes_pem_openssl_reads(void **state)
 {
 	(void)state;
 	char csr[1024], out[1024], cmd[2400], line[256] = {0};
-	snprintf(csr, sizeof(csr), "%s/req.csr", dir);
-	snprintf(out, sizeof(out), "%s/issued.pem", dir);
+	snprintf(csr, sizeof(csr), "%s/req.csr", pki.dir);
+	snprintf(out, sizeof(out), "%s/issued.pem", pki.dir);
 	FILE *f = fopen(csr, "w");
 	assert_non_null(f);
 	fputs("-----BEGIN CERTIFICATE REQUEST-----\nnot checked by the fake\n"
@@ -543,7 +471,7 @@ static void test_hsm_activate_pin_file(void **state)
 {
 	(void)state;
 	char pin[1024];
-	snprintf(pin, sizeof(pin), "%s/pin", dir);
+	snprintf(pin, sizeof(pin), "%s/pin", pki.dir);
 	FILE *f = fopen(pin, "w");
 	assert_non_null(f);
 	fputs("s3cret-1234\r\n", f);
@@ -574,7 +502,7 @@ static void test_export_der(void **state)
 	(void)state;
 	char out[1024];
 	uint8_t got[4096];
-	snprintf(out, sizeof(out), "%s/ca.der", dir);
+	snprintf(out, sizeof(out), "%s/ca.der", pki.dir);
 	srv.mode = MODE_NORMAL;
 	struct run r = RUN("ca", "export", "root", "--format", "der", "--out", out);
 	assert_int_equal(r.rc, 0);
