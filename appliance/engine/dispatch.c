@@ -313,8 +313,19 @@ static enum p11ca_err op_hsm_activate(struct engine_call *c, p11ca_v1_Request *r
 		engine_state_set(c->eng, p11ca_control_v1_EngineState_ENGINE_STATE_READY,
 				 "token activated: serving");
 	/* Audit without the PIN: who activated which token, and the outcome. */
+	struct p11ca_errmsg audit_em;
+	p11ca_errmsg_clear(&audit_em);
 	err = engine_audit(c->eng, "hsm.activate", c->actor, c->eng->cfg->token,
-			   st.state == SIGNER_TOKEN_READY ? "logged in" : "not logged in", em);
+			   st.state == SIGNER_TOKEN_READY ? "logged in" : "not logged in",
+			   &audit_em);
+	if (err != P11CA_OK)
+		/* The login happened whatever the audit says: tell the admin both facts. */
+		err = p11ca_fail(em, err,
+				 "token %s is activated (%s), but the audit record of it could not "
+				 "be written: %s",
+				 c->eng->cfg->token,
+				 st.state == SIGNER_TOKEN_READY ? "logged in" : "not logged in",
+				 p11ca_errmsg_text(&audit_em));
 out:
 	explicit_bzero(r, sizeof(*r));
 	p11ca_secret_free(&pin);
