@@ -278,6 +278,15 @@ static void pool_drop_sessions(struct hsm_token *tok)
 	atomic_fetch_add(&tok->drop_epoch, 1);
 }
 
+/* A session of `epoch` died: drop its generation, unless another thread already did.
+ * Several sessions of one generation fail together after a token reboot; only the first
+ * report may drop, or the later ones would also kill the sessions opened since (and,
+ * closing the last of them, the token's login: a second C_Login that was not needed). */
+static void pool_drop_sessions_of(struct hsm_token *tok, unsigned epoch)
+{
+	atomic_compare_exchange_strong(&tok->drop_epoch, &epoch, epoch + 1);
+}
+
 /* The same after a device fault or re-initialisation, where the login is gone too. */
 static void pool_drop_all(struct hsm_token *tok)
 {
@@ -588,6 +597,7 @@ enum p11ca_err hsm_token_run(struct hsm_token *tok, const char *what, hsm_sessio
 		if (fault == HSM_FAULT_OBJECT)
 			memset(s->cache, 0, sizeof(s->cache));
 		bool capped = rv == CKR_SESSION_COUNT && !s->open && pool_cap(tok, s);
+		unsigned s_epoch = s->epoch;
 		pool_release(tok, s);
 
 		if (capped)
@@ -603,8 +613,8 @@ enum p11ca_err hsm_token_run(struct hsm_token *tok, const char *what, hsm_sessio
 		if (fault == HSM_FAULT_LOGIN)
 			atomic_store(&tok->logged_in, false);
 		if (fault == HSM_FAULT_SESSION)
-			pool_drop_sessions(
-				tok); /* a new session tells whether the login survived */
+			pool_drop_sessions_of(
+				tok, s_epoch); /* a new session tells whether the login survived */
 		if (fault == HSM_FAULT_DEVICE)
 			pool_drop_all(tok);
 		bool reinit = (fault == HSM_FAULT_DEVICE && device_faults++ > 0) ||
