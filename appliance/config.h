@@ -16,10 +16,16 @@
  *   [hsm]      module, token (label), pin_source (file path, "credential:NAME", or empty:
  *              wait for `hsm activate`), pool_size, busy_timeout_ms
  *   [engine]   workers, ca_expires_days, cert_expires_days, default_profile,
- *              management_ca
+ *              management_ca, csr_max_bytes, max_sans, rsa_min_bits, rsa_min_exponent
  *   [profile NAME]  key_usage (comma list: digitalSignature, keyEncipherment, …),
  *              key_usage_critical, extended_key_usage (serverAuth, clientAuth, …),
- *              extended_key_usage_critical, expires_days, enabled
+ *              extended_key_usage_critical, expires_days, enabled, description,
+ *              subject, cn_in_san, add_crl_url, add_ocsp_url, add_issuer_url,
+ *              policy (repeatable: "OID[;cps=URI][;notice=TEXT]"), ocsp_no_check,
+ *              tls_feature_status_request
+ *   [notify]   days (comma list, default "14, 7, 3, 1"), command (sendmail-compatible
+ *              argv, split on blanks, no shell; empty: notifications off), from,
+ *              interval_minutes (the schedule; 0: only `notify expiring`)
  *   [roles]    FINGERPRINT = admin|operator|auditor   (also: roles_file, one per line)
  */
 #ifndef P11CA_APPLIANCE_CONFIG_H
@@ -39,6 +45,8 @@
 #define P11CAD_EKU_MAX	    8
 #define P11CAD_ROLES_MAX    64
 #define P11CAD_USER_MAX	    32 /* useradd's limit */
+#define P11CAD_POLICIES_MAX 4
+#define P11CAD_NOTIFY_DAYS_MAX 8
 
 struct p11cad_profile {
 	char name[P11CAD_NAME_MAX + 1];
@@ -49,6 +57,15 @@ struct p11cad_profile {
 	size_t n_eku;
 	bool eku_critical;
 	unsigned expires_days; /* 0: [engine] cert_expires_days */
+	char description[129];
+	char subject[257]; /* default subject (x509_name_parse syntax, checked at load); "" */
+	bool cn_in_san;	   /* default true */
+	bool add_crl_url, add_ocsp_url, add_issuer_url; /* default true: the CA's URLs */
+	/* certificatePolicies, x509_policy_text_parse syntax (checked at load). */
+	char policies[P11CAD_POLICIES_MAX][256];
+	size_t n_policies;
+	bool ocsp_no_check;		/* default false (true for the built-in ocsp) */
+	bool tls_feature_status_request; /* default false */
 };
 
 struct p11cad_role_entry {
@@ -94,6 +111,17 @@ struct p11cad_config {
 	unsigned cert_expires_days; /* default 365 */
 	char default_profile[P11CAD_NAME_MAX + 1]; /* default "webserver" */
 	char management_ca[P11CAD_NAME_MAX + 1];   /* default "p11ca-management" */
+	size_t csr_max_bytes;			   /* default 16384; 256..16384 */
+	unsigned max_sans;			   /* default 64; 1..64 */
+	unsigned rsa_min_bits;			   /* default 2048; >= 2048 */
+	uint64_t rsa_min_exponent;		   /* default 65537; odd, >= 3 */
+
+	/* [notify] */
+	unsigned notify_days[P11CAD_NOTIFY_DAYS_MAX]; /* distinct, descending; default 14,7,3,1 */
+	size_t n_notify_days;
+	char notify_command[P11CAD_PATH_MAX]; /* empty: off; first word an absolute path */
+	char notify_from[255];		      /* default "p11ca@" + hostname */
+	unsigned notify_interval_minutes;     /* default 60 */
 
 	/* [profile NAME]: the built-in profiles (client, server, webserver, enduser, ocsp)
 	 * first, then configured ones; a configured profile with a built-in name replaces it. */

@@ -19,12 +19,20 @@ static const struct rpc_op op_table[] = {
 	OP(ca_list,      READ,  false),
 	OP(ca_view,      READ,  false),
 	OP(ca_export,    READ,  false),
+	OP(ca_import,    ADMIN, true),
+	OP(ca_edit,      ADMIN, true),
+	OP(ca_revoke,    ADMIN, true),
 	OP(cert_sign,    ISSUE, true),
 	OP(cert_view,    READ,  false),
 	OP(cert_list,    READ,  false),
 	OP(cert_export,  READ,  false),
 	OP(cert_revoke,  ISSUE, true),
+	OP(cert_resign,  ISSUE, true),
+	OP(cert_import,  ISSUE, true),
+	OP(cert_watchers, ISSUE, true),
 	OP(crl_get,      READ,  false),
+	OP(profile_list, READ,  false),
+	OP(notify_expiring, ISSUE, true),
 #undef OP
 };
 // clang-format on

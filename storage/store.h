@@ -64,6 +64,12 @@
 #define STORE_AUDIT_ACTOR_MAX	256
 #define STORE_AUDIT_SUBJECT_MAX 256
 #define STORE_AUDIT_DETAILS_MAX 1024
+/* Opaque per-CA settings the engine keeps (an encoded p11ca.v1.CaSettings). */
+#define STORE_CA_SETTINGS_MAX	24576
+#define STORE_WATCHERS_MAX	8
+#define STORE_EMAIL_MAX		254 /* RFC 5321 path minus the brackets */
+/* An opaque store_cert_query position: index tag + the longest index key. */
+#define STORE_CURSOR_MAX	48
 
 struct store;
 struct store_txn;
@@ -186,6 +192,10 @@ struct store_ca {
 	enum store_ca_state state;
 	int64_t created;     /* set by store_ca_put on insertion */
 	uint64_t crl_number; /* read-only here: see store_crl_number_next() */
+	/* Opaque to storage: the engine's encoded settings; may be empty. Written by
+	 * store_ca_put like every other field. */
+	uint8_t settings[STORE_CA_SETTINGS_MAX];
+	size_t settings_len;
 };
 
 /*
@@ -285,6 +295,13 @@ struct store_revocation {
 	int64_t invalidity_date; /* 0: none */
 };
 
+struct store_watcher {
+	char email[STORE_EMAIL_MAX + 1]; /* non-empty; compared case-insensitively */
+	/* The smallest notification threshold (days before expiry) already sent to this
+	 * watcher for this certificate; 0: none sent yet. */
+	uint32_t notified_days;
+};
+
 struct store_cert {
 	uint32_t ca_id;
 	uint8_t serial[STORE_SERIAL_LEN];
@@ -296,6 +313,9 @@ struct store_cert {
 	int64_t issued_at;
 	bool revoked;
 	struct store_revocation revocation; /* meaningful when revoked */
+	struct store_watcher watchers[STORE_WATCHERS_MAX];
+	size_t n_watchers;
+	bool imported; /* recorded with store_cert_import, not issued here */
 };
 
 /*
@@ -353,6 +373,72 @@ P11CA_MUST_CHECK enum p11ca_err store_revoked_list(struct store_txn *txn, uint32
 							     const uint8_t serial[STORE_SERIAL_LEN],
 							     const struct store_revocation *rev),
 						   void *arg, struct p11ca_errmsg *em);
+
+/*
+ * Replace the watchers of a stored certificate (n <= STORE_WATCHERS_MAX; each email
+ * non-empty, at most STORE_EMAIL_MAX bytes, no two equal ignoring case). notified_days is
+ * stored as given. Errors: P11CA_E_STORAGE_NOT_FOUND, P11CA_E_INVALID_ARG.
+ */
+P11CA_MUST_CHECK enum p11ca_err store_cert_watchers_set(struct store_txn *txn, uint32_t ca_id,
+							const uint8_t serial[STORE_SERIAL_LEN],
+							const struct store_watcher *watchers,
+							size_t n, struct p11ca_errmsg *em);
+
+/*
+ * Record a certificate issued elsewhere by CA ca_id: its serial (the DER's, left-padded
+ * with zeros to STORE_SERIAL_LEN; positive, at most 20 octets) becomes ISSUED directly,
+ * with no intent, and the certificate is stored with imported = true and the given
+ * watchers (n may be 0). Counts as issuance for the soft quota. The caller has verified
+ * that the CA signed it.
+ * Errors: P11CA_E_STORAGE_EXISTS (the serial is known in any state),
+ * P11CA_E_STORAGE_NOT_FOUND (no such CA), P11CA_E_INVALID_ARG (DER malformed, serial
+ * mismatch, over 16 KiB), P11CA_E_STORAGE_FULL.
+ */
+P11CA_MUST_CHECK enum p11ca_err store_cert_import(struct store_txn *txn, uint32_t ca_id,
+						  const uint8_t serial[STORE_SERIAL_LEN],
+						  const uint8_t *der, size_t der_len,
+						  int64_t not_after, const char *profile,
+						  const char *requester,
+						  const struct store_watcher *watchers, size_t n,
+						  struct p11ca_errmsg *em);
+
+enum store_cert_order {
+	STORE_ORDER_SERIAL = 0, /* CA id, then serial (certs or revoked index) */
+	STORE_ORDER_EXPIRY = 1, /* notAfter, then CA id, then serial (by_expiry index) */
+};
+
+/* A filtered listing. Every set filter must hold (AND). */
+struct store_cert_query {
+	uint32_t ca_id; /* 0: every CA */
+	enum store_cert_order order;
+	bool revoked_only;
+	bool unrevoked_only;
+	/* not_after_from <= notAfter < not_after_until; until 0: no upper bound. With
+	 * STORE_ORDER_EXPIRY the index range is walked directly. */
+	int64_t not_after_from, not_after_until;
+	const char *profile; /* NULL or "": any */
+};
+
+/*
+ * One page of a filtered listing, in q->order. cursor (cursor_len 0: from the start) is
+ * what an earlier call wrote to cursor_out. Stops after `limit` matches (1..) or after
+ * examining `scan_max` index entries (0: no bound), whichever comes first, and writes
+ * the position to resume from into cursor_out[STORE_CURSOR_MAX] (*cursor_out_len = 0
+ * when the index is exhausted). Uses the index that fits: revoked_only with
+ * STORE_ORDER_SERIAL walks `revoked`, STORE_ORDER_EXPIRY walks `by_expiry`, else `certs`
+ * (from the CA's first key when ca_id is set). Stable: certificates inserted behind the
+ * cursor are never returned, ones ahead are. A cursor is tied to q->order and q->ca_id:
+ * another combination is P11CA_E_INVALID_ARG. fn as in store_ca_list (cert valid during
+ * the call only; returning non-zero stops at that certificate, which counts as returned).
+ * *n (may be NULL) receives the number of matches passed to fn.
+ * Errors: P11CA_E_INVALID_ARG (limit 0, a cursor this query did not make).
+ */
+P11CA_MUST_CHECK enum p11ca_err
+store_cert_query(struct store_txn *txn, const struct store_cert_query *q, const uint8_t *cursor,
+		 size_t cursor_len, size_t limit, size_t scan_max,
+		 int (*fn)(void *arg, const struct store_cert *cert), void *arg,
+		 uint8_t cursor_out[STORE_CURSOR_MAX], size_t *cursor_out_len, size_t *n,
+		 struct p11ca_errmsg *em);
 
 /* Certificates with from <= notAfter < until, in notAfter order (all CAs). fn as in
  * store_ca_list. */

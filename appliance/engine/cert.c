@@ -128,7 +128,7 @@ static enum p11ca_err sign_validate(struct engine_call *c, const p11ca_v1_CertSi
 		return p11ca_fail(em, P11CA_E_POLICY, "CA %s has expired: it cannot issue",
 				  ca->rec.name);
 
-	P11CA_GUARD(x509_csr_load(r->csr.bytes, r->csr.size, &p->csr, &p->pub, em));
+	P11CA_GUARD(x509_csr_load(r->csr.bytes, r->csr.size, NULL, &p->csr, &p->pub, em));
 	if (r->subject[0] != '\0')
 		P11CA_GUARD(x509_name_parse(r->subject, &p->subject, em));
 	else if ((p->subject = X509_NAME_dup(X509_REQ_get_subject_name(p->csr))) == NULL)

@@ -35,12 +35,20 @@ static const struct engine_op ops[] = {
 	OP(ca_list,      engine_op_ca_list),
 	OP(ca_view,      engine_op_ca_view),
 	OP(ca_export,    engine_op_ca_export),
+	OP(ca_import,    engine_op_ca_import),
+	OP(ca_edit,      engine_op_ca_edit),
+	OP(ca_revoke,    engine_op_ca_revoke),
 	OP(cert_sign,    engine_op_cert_sign),
 	OP(cert_view,    engine_op_cert_view),
 	OP(cert_list,    engine_op_cert_list),
 	OP(cert_export,  engine_op_cert_export),
 	OP(cert_revoke,  engine_op_cert_revoke),
+	OP(cert_resign,  engine_op_cert_resign),
+	OP(cert_import,  engine_op_cert_import),
+	OP(cert_watchers, engine_op_cert_watchers),
 	OP(crl_get,      engine_op_crl_get),
+	OP(profile_list, engine_op_profile_list),
+	OP(notify_expiring, engine_op_notify_expiring),
 #undef OP
 };
 // clang-format on

@@ -255,6 +255,53 @@ enum p11ca_err engine_op_cert_revoke(struct engine_call *c, p11ca_v1_Request *re
 enum p11ca_err engine_op_crl_get(struct engine_call *c, p11ca_v1_Request *req,
 				 p11ca_v1_Response *resp, struct p11ca_errmsg *em);
 
+/* Release 0.4: CA and certificate management. ca_ops.c: ca_import, ca_edit, ca_revoke;
+ * resign.c: cert_resign; cert_import.c; watchers.c: cert_watchers; profiles.c:
+ * profile_list; notify.c: notify_expiring. */
+enum p11ca_err engine_op_ca_import(struct engine_call *c, p11ca_v1_Request *req,
+				   p11ca_v1_Response *resp, struct p11ca_errmsg *em);
+enum p11ca_err engine_op_ca_edit(struct engine_call *c, p11ca_v1_Request *req,
+				 p11ca_v1_Response *resp, struct p11ca_errmsg *em);
+enum p11ca_err engine_op_ca_revoke(struct engine_call *c, p11ca_v1_Request *req,
+				   p11ca_v1_Response *resp, struct p11ca_errmsg *em);
+enum p11ca_err engine_op_cert_resign(struct engine_call *c, p11ca_v1_Request *req,
+				     p11ca_v1_Response *resp, struct p11ca_errmsg *em);
+enum p11ca_err engine_op_cert_import(struct engine_call *c, p11ca_v1_Request *req,
+				     p11ca_v1_Response *resp, struct p11ca_errmsg *em);
+enum p11ca_err engine_op_cert_watchers(struct engine_call *c, p11ca_v1_Request *req,
+				       p11ca_v1_Response *resp, struct p11ca_errmsg *em);
+enum p11ca_err engine_op_profile_list(struct engine_call *c, p11ca_v1_Request *req,
+				      p11ca_v1_Response *resp, struct p11ca_errmsg *em);
+enum p11ca_err engine_op_notify_expiring(struct engine_call *c, p11ca_v1_Request *req,
+					 p11ca_v1_Response *resp, struct p11ca_errmsg *em);
+
+/* ---- ca_settings.c: the CaSettings kept (encoded) in a CA record's settings --------------- */
+
+/* Decode rec->settings into *out (heap-allocate it: ~20 KiB). An empty blob (CAs made before
+ * release 0.4) reads as enabled = (state ACTIVE), no other settings.
+ * Errors: P11CA_E_STORAGE_CORRUPT. */
+P11CA_MUST_CHECK enum p11ca_err engine_ca_settings_get(const struct store_ca *rec,
+						       p11ca_v1_CaSettings *out,
+						       struct p11ca_errmsg *em);
+/* Encode *in into rec->settings (the caller stores rec). Errors: P11CA_E_INVALID_ARG (over
+ * STORE_CA_SETTINGS_MAX). */
+P11CA_MUST_CHECK enum p11ca_err engine_ca_settings_set(struct store_ca *rec,
+						       const p11ca_v1_CaSettings *in,
+						       struct p11ca_errmsg *em);
+
+/* ---- notify.c: expiry notifications ---------------------------------------------------- */
+
+/* The threshold to send now for a certificate expiring at not_after to a watcher whose
+ * smallest sent threshold is `notified_days` (0: none): the smallest configured threshold
+ * (days[], descending) that has been reached (not_after - now <= threshold days) and is
+ * below notified_days (or any when 0); 0: nothing to send. Pure, for the tests. */
+uint32_t engine_notify_due(const unsigned *days, size_t n_days, int64_t not_after, int64_t now,
+			   uint32_t notified_days);
+/* Run one notification pass at `now` (the schedule and notify_expiring call it). */
+P11CA_MUST_CHECK enum p11ca_err engine_notify_run(struct engine *eng, int64_t now,
+						  p11ca_v1_NotifyExpiringResponse *out,
+						  struct p11ca_errmsg *em);
+
 /* ca.c: create a CA (the ca_init handler and the bootstrap share it). */
 struct engine_ca_init {
 	const char *name, *subject, *parent, *key_label, *actor;

@@ -5,7 +5,10 @@ engine_SRCS := appliance/engine/engine.c appliance/engine/dispatch.c \
                appliance/engine/select.c appliance/engine/ca_cache.c appliance/engine/summary.c \
                appliance/engine/issue.c appliance/engine/ca.c appliance/engine/cert.c \
                appliance/engine/cert_list.c appliance/engine/crl.c \
-               appliance/engine/bootstrap.c appliance/engine/outdir.c
+               appliance/engine/bootstrap.c appliance/engine/outdir.c \
+               appliance/engine/plan.c appliance/engine/ca_settings.c appliance/engine/ca_ops.c \
+               appliance/engine/resign.c appliance/engine/cert_import.c \
+               appliance/engine/watchers.c appliance/engine/profiles.c appliance/engine/notify.c
 
 UNIT_TESTS += appliance/engine/test_commit appliance/engine/test_status appliance/engine/test_select \
               appliance/engine/test_ca_cache

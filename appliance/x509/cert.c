@@ -340,3 +340,11 @@ enum p11ca_err x509_cert_finish(X509 *tbs, const uint8_t *sig, size_t sig_len, u
 	OPENSSL_free(tbs_der);
 	return err;
 }
+
+void x509_ext_spec_init(struct x509_ext_spec *ext)
+{
+	memset(ext, 0, sizeof(*ext));
+	ext->require_explicit_policy = -1;
+	ext->inhibit_policy_mapping = -1;
+	ext->inhibit_any_policy = -1;
+}

@@ -215,9 +215,10 @@ static enum p11ca_err key_check(EVP_PKEY *key, struct p11ca_errmsg *em)
 	}
 }
 
-enum p11ca_err x509_csr_load(const uint8_t *data, size_t len, X509_REQ **csr, EVP_PKEY **key,
-			     struct p11ca_errmsg *em)
+enum p11ca_err x509_csr_load(const uint8_t *data, size_t len, const struct x509_csr_policy *policy,
+			     X509_REQ **csr, EVP_PKEY **key, struct p11ca_errmsg *em)
 {
+	(void)policy; /* TODO(x509 helper): apply the policy */
 	*csr = NULL;
 	*key = NULL;
 	if (data == NULL || len == 0)

@@ -50,7 +50,7 @@ static void expect_accepted(const uint8_t *data, size_t len, EVP_PKEY *key)
 	X509_REQ *req = NULL;
 	EVP_PKEY *got = NULL;
 	struct p11ca_errmsg em = {0};
-	if (x509_csr_load(data, len, &req, &got, &em) != P11CA_OK)
+	if (x509_csr_load(data, len, NULL, &req, &got, &em) != P11CA_OK)
 		fail_msg("x509_csr_load: %s", em.text);
 	assert_non_null(req);
 	assert_int_equal(EVP_PKEY_eq(got, key), 1);
@@ -68,7 +68,7 @@ static void expect_refused(const uint8_t *data, size_t len, const char *needle)
 	X509_REQ *req = (X509_REQ *)1;
 	EVP_PKEY *key = (EVP_PKEY *)1;
 	struct p11ca_errmsg em = {0};
-	assert_int_equal(x509_csr_load(data, len, &req, &key, &em), P11CA_E_INVALID_ARG);
+	assert_int_equal(x509_csr_load(data, len, NULL, &req, &key, &em), P11CA_E_INVALID_ARG);
 	assert_null(req);
 	assert_null(key);
 	if (strstr(em.text, needle) == NULL)
@@ -212,7 +212,7 @@ static void test_csr_garbage(void **state)
 	static const uint8_t seq[] = {0x30, 0x03, 0x02, 0x01, 0x00};
 	expect_refused(seq, sizeof(seq), "not a PKCS#10");
 	expect_refused(garbage, 0, "empty");
-	assert_int_equal(x509_csr_load(NULL, 10, &(X509_REQ *){NULL}, &(EVP_PKEY *){NULL}, NULL),
+	assert_int_equal(x509_csr_load(NULL, 10, NULL, &(X509_REQ *){NULL}, &(EVP_PKEY *){NULL}, NULL),
 			 P11CA_E_INVALID_ARG);
 	static uint8_t huge[70000];
 	expect_refused(huge, sizeof(huge), "at most");

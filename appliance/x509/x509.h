@@ -49,31 +49,133 @@ P11CA_MUST_CHECK enum p11ca_err x509_name_format(const X509_NAME *name, char *ou
 						 struct p11ca_errmsg *em);
 
 /*
- * Parse one subjectAltName: "DNS:name", "IP:address" (v4 or v6), "email:addr", "URI:uri";
- * without a prefix, an IP literal is an IP and anything else a DNS name. DNS names are
- * checked (LDH labels of 1..63, total <= 253, a wildcard only as the whole leftmost
- * label, followed by at least two labels) and lowercased; "DNS:" with an IPv4 literal is
- * refused. email is a dot-atom local part @ a DNS name; URI needs a scheme and printable
- * ASCII. Converting a non-ASCII name to A-labels is issue 4's (refused for now).
+ * Parse one subjectAltName (also used for issuerAltName):
+ *   "DNS:name"  LDH labels of 1..63 octets, total <= 253, a wildcard only as the whole
+ *               leftmost label followed by at least two labels; lowercased. A name with
+ *               non-ASCII characters is converted to A-labels (IDNA2008 with UTS #46
+ *               mapping, libidn2); an A-label that does not decode to a valid U-label is
+ *               refused. "DNS:" with an IP literal is refused.
+ *   "IP:addr"   IPv4 or IPv6 address.
+ *   "email:a@d" dot-atom ASCII local part @ a DNS name (IDN domains as A-labels).
+ *   "URI:uri"   a scheme, printable ASCII, no spaces.
+ *   "dirname:N" a distinguished name as x509_name_parse takes it.
+ *   "rid:OID"   a registered ID, dotted decimal.
+ *   "otherName:OID;UTF8:value"  an otherName with a UTF8String value (the only type taken).
+ * Prefixes are case-insensitive. Without a prefix, an IP literal is an IP and anything else
+ * a DNS name. Control characters and NUL bytes are refused everywhere.
  * Errors: P11CA_E_INVALID_ARG naming the value and what is wrong.
  */
 P11CA_MUST_CHECK enum p11ca_err x509_san_parse(const char *text, GENERAL_NAME **out,
 					       struct p11ca_errmsg *em);
 
-/* ---- CSR intake ------------------------------------------------------------------------ */
+/*
+ * Parse one nameConstraints subtree "TYPE:value" (minimum 0, no maximum):
+ *   "DNS:example.com"   the domain and every name under it; "DNS:.example.com" names under
+ *                       it only (IDN converted as in x509_san_parse; no wildcards);
+ *   "IP:10.0.0.0/8", "IP:2001:db8::/32"  an address and a contiguous prefix length (host
+ *                       bits must be zero);
+ *   "email:user@example.com" (one mailbox), "email:example.com" (that host),
+ *   "email:.example.com" (hosts under it);
+ *   "URI:example.com" (that host), "URI:.example.com" (hosts under it);
+ *   "dirname:O=Example,C=AT" (names under that DN).
+ * Errors: P11CA_E_INVALID_ARG naming the value and what is wrong.
+ */
+P11CA_MUST_CHECK enum p11ca_err x509_subtree_parse(const char *text, GENERAL_SUBTREE **out,
+						   struct p11ca_errmsg *em);
 
 /*
- * Decode a PKCS#10 request (DER or PEM) of at most `len` bytes and check it before anything
- * else looks at it: the proof-of-possession signature verifies; it is not signed with MD5
- * or SHA-1; its key is RSA >= 2048 bits with exponent >= 65537 and odd, EC on P-256/P-384/
- * P-521 with a valid point, or Ed25519. *key receives the subject public key (up-ref'd).
- * Errors: P11CA_E_INVALID_ARG, each with its own sentence (not a CSR, bad signature, weak
- * digest, weak key, unsupported curve, …).
+ * Refuse to help mis-issue: every name of `cert` (its subject DN, the subject's CN when it
+ * is a DNS name or IP address, its email attributes, and every SAN) must lie within the
+ * nameConstraints of each certificate in chain[0..n) (the issuer first, then its issuers;
+ * those without nameConstraints impose nothing). Uses OpenSSL's own NAME_CONSTRAINTS_check
+ * and NAME_CONSTRAINTS_check_CN, so what passes here passes `openssl verify`.
+ * Errors: P11CA_E_POLICY naming the first name outside and the CA certificate whose
+ * constraints it violates (by subject); P11CA_E_NOMEM.
  */
-P11CA_MUST_CHECK enum p11ca_err x509_csr_load(const uint8_t *data, size_t len, X509_REQ **csr,
+P11CA_MUST_CHECK enum p11ca_err x509_check_name_constraints(X509 *cert, X509 *const *chain,
+							    size_t n, struct p11ca_errmsg *em);
+
+/* Check a name that did not come through x509_name_parse (a CSR's subject, an imported
+ * certificate's): the same rules on every value (valid UTF-8 or the string type's
+ * character set, no NUL or control characters, RFC 5280 upper bounds, C two letters).
+ * Errors: P11CA_E_INVALID_ARG naming the attribute. */
+P11CA_MUST_CHECK enum p11ca_err x509_name_check(const X509_NAME *name, struct p11ca_errmsg *em);
+
+/* A URL for CRL distribution points or authority information access: scheme http or https
+ * (ldap too when allow_ldap), a host, printable ASCII without spaces, at most 255 bytes.
+ * Errors: P11CA_E_INVALID_ARG naming the URL. */
+P11CA_MUST_CHECK enum p11ca_err x509_url_check(const char *url, bool allow_ldap,
+					       struct p11ca_errmsg *em);
+
+/* One certificatePolicies entry in its text form "OID[;cps=URI]...[;notice=TEXT]" (at most
+ * two cps, one notice of at most 200 bytes UTF-8; the notice is last and may hold ';'),
+ * as the configuration and the CLI write it. */
+struct x509_policy_text {
+	char oid[64];
+	char cps[2][256];
+	size_t n_cps;
+	char notice[201]; /* "" none */
+};
+P11CA_MUST_CHECK enum p11ca_err x509_policy_text_parse(const char *text,
+						       struct x509_policy_text *out,
+						       struct p11ca_errmsg *em);
+
+/* ---- CSR intake ------------------------------------------------------------------------ */
+
+/* What a CSR must meet beyond the fixed rules; zero fields take the defaults. */
+struct x509_csr_policy {
+	size_t max_bytes;	   /* 0: 16384 */
+	unsigned min_rsa_bits;	   /* 0: 2048 (never lower than 2048) */
+	uint64_t min_rsa_exponent; /* 0: 65537 (never lower than 3) */
+};
+
+/*
+ * Decode a PKCS#10 request (DER or PEM) and check it before anything else looks at it,
+ * each rule with its own sentence: larger than policy->max_bytes; not a CSR (or trailing
+ * data); the proof-of-possession signature does not verify; signed with MD5 or SHA-1; an
+ * RSA key under min_rsa_bits, with a modulus not a multiple of 8 bits, an even exponent or
+ * one under min_rsa_exponent; an EC key on a curve other than P-256/P-384/P-521 or whose
+ * point is not on it; a key type other than RSA, EC and Ed25519. *key receives the subject
+ * public key. The subject is not checked here (x509_name_check).
+ * policy may be NULL (all defaults). Errors: P11CA_E_INVALID_ARG.
+ */
+P11CA_MUST_CHECK enum p11ca_err x509_csr_load(const uint8_t *data, size_t len,
+					      const struct x509_csr_policy *policy, X509_REQ **csr,
 					      EVP_PKEY **key, struct p11ca_errmsg *em);
 
 /* ---- certificates ---------------------------------------------------------------------- */
+
+/* One certificatePolicies entry as x509_cert_tbs writes it. */
+struct x509_policy_spec {
+	const char *oid; /* dotted; "2.5.29.32.0" is anyPolicy */
+	const char *const *cps_uris;
+	size_t n_cps_uris;
+	const char *user_notice; /* NULL or "": none */
+};
+
+/* The extensions beyond the fixed set; every field empty/false/negative means "absent". */
+struct x509_ext_spec {
+	const char *const *crl_urls; /* cRLDistributionPoints: one DistributionPoint with */
+	size_t n_crl_urls;	     /* every URL as a fullName URI */
+	const char *const *ocsp_urls; /* authorityInfoAccess, id-ad-ocsp first, then */
+	size_t n_ocsp_urls;	      /* id-ad-caIssuers */
+	const char *const *issuer_urls;
+	size_t n_issuer_urls;
+	const struct x509_policy_spec *policies; /* certificatePolicies, non-critical */
+	size_t n_policies;
+	const GENERAL_NAMES *issuer_alt_names; /* issuerAltName, non-critical */
+	bool ocsp_no_check;		       /* id-pkix-ocsp-nocheck, NULL value */
+	bool tls_feature_status_request;       /* TLS feature { status_request (5) } */
+	/* CA certificates only (refused in an end-entity spec): */
+	const STACK_OF(GENERAL_SUBTREE) *permitted; /* nameConstraints, critical */
+	const STACK_OF(GENERAL_SUBTREE) *excluded;
+	int require_explicit_policy; /* policyConstraints (critical) when either is >= 0 */
+	int inhibit_policy_mapping;
+	int inhibit_any_policy; /* inhibitAnyPolicy (critical) when >= 0 */
+};
+
+/* Fill *ext with "nothing": the three integers -1, everything else zero. */
+void x509_ext_spec_init(struct x509_ext_spec *ext);
 
 struct x509_cert_spec {
 	const X509_NAME *subject;
@@ -95,6 +197,7 @@ struct x509_cert_spec {
 	size_t n_eku;
 	bool eku_critical;
 	const GENERAL_NAMES *sans; /* NULL or empty: no subjectAltName */
+	const struct x509_ext_spec *ext; /* NULL: none of its extensions */
 };
 
 /*
@@ -106,8 +209,11 @@ struct x509_cert_spec {
  * basicConstraints is always present and critical. Refused as inconsistent: spec->alg that
  * the issuer's key (the subject's own when self-signed) cannot make, keyCertSign without
  * is_ca, unknown KU bits or EKU names, notAfter <= notBefore, an empty subject without
- * SANs, a serial of 0 or over 20 DER octets. An issuer without SKI gets the SHA-1 of its
- * key bits as AKI.
+ * SANs, a serial of 0 or over 20 DER octets, URLs x509_url_check refuses, a policy OID
+ * that is not dotted decimal, CA-only extensions (nameConstraints, policyConstraints,
+ * inhibitAnyPolicy) in an end-entity spec. An issuer without SKI gets the SHA-1 of its
+ * key bits as AKI. With spec->ext, its extensions follow the fixed ones in the order of
+ * struct x509_ext_spec.
  * Errors: P11CA_E_INVALID_ARG (inconsistent spec), P11CA_E_NOMEM, P11CA_E_INTERNAL.
  */
 P11CA_MUST_CHECK enum p11ca_err x509_cert_tbs(const struct x509_cert_spec *spec, X509 **tbs,

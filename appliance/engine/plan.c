@@ -1,0 +1,2 @@
+/* STUB (E1): profile + CA + request layers -> x509_cert_spec. */
+#include "appliance/engine/engine_internal.h"
