@@ -255,7 +255,7 @@ enum p11ca_err engine_op_cert_revoke(struct engine_call *c, p11ca_v1_Request *re
 enum p11ca_err engine_op_crl_get(struct engine_call *c, p11ca_v1_Request *req,
 				 p11ca_v1_Response *resp, struct p11ca_errmsg *em);
 
-/* Release 0.4: CA and certificate management. ca_ops.c: ca_import, ca_edit, ca_revoke;
+/* Release 0.4: CA and certificate management. ca_ops.c: ca_import, ca_edit; ca_revoke.c;
  * resign.c: cert_resign; cert_import.c; watchers.c: cert_watchers; profiles.c:
  * profile_list; notify.c: notify_expiring. */
 enum p11ca_err engine_op_ca_import(struct engine_call *c, p11ca_v1_Request *req,

@@ -7,6 +7,7 @@ engine_SRCS := appliance/engine/engine.c appliance/engine/dispatch.c \
                appliance/engine/cert_list.c appliance/engine/crl.c \
                appliance/engine/bootstrap.c appliance/engine/outdir.c \
                appliance/engine/plan.c appliance/engine/ca_settings.c appliance/engine/ca_ops.c \
+               appliance/engine/ca_revoke.c \
                appliance/engine/resign.c appliance/engine/cert_import.c \
                appliance/engine/watchers.c appliance/engine/profiles.c appliance/engine/notify.c
 
