@@ -8,7 +8,7 @@ PACKAGES=(
 	# toolchain
 	build-essential pkg-config clang clang-format libclang-rt-14-dev
 	# libraries (FEATURES.md, "Libraries to lean on")
-	libssl-dev libp11-kit-dev liblmdb-dev libnanopb-dev libinih-dev
+	libssl-dev libp11-kit-dev liblmdb-dev libnanopb-dev libinih-dev libidn2-dev
 	libmicrohttpd-dev libsystemd-dev libseccomp-dev libcmocka-dev
 	# code generators and build configuration
 	nanopb protobuf-compiler python3-protobuf python3-kconfiglib

@@ -57,11 +57,10 @@ static enum p11ca_err spec_check(const struct x509_cert_spec *spec, struct p11ca
 		return p11ca_fail(em, P11CA_E_INVALID_ARG,
 				  "%zu extendedKeyUsage entries; give 0 to %d", spec->n_eku,
 				  EKU_MAX);
-	return P11CA_OK;
+	return x509_ext_spec_check(spec->ext, spec->is_ca, em);
 }
 
-/* Encode `value` with its item and add it as extension `nid`. */
-static enum p11ca_err add_ext(X509 *x, int nid, void *value, bool critical, struct p11ca_errmsg *em)
+enum p11ca_err x509_add_ext(X509 *x, int nid, void *value, bool critical, struct p11ca_errmsg *em)
 {
 	if (X509_add1_ext_i2d(x, nid, value, critical ? 1 : 0, X509V3_ADD_APPEND) != 1)
 		return p11ca_fail(em, P11CA_E_NOMEM, "cannot add the %s extension",
@@ -83,7 +82,7 @@ static enum p11ca_err add_basic_constraints(X509 *x, const struct x509_cert_spec
 			err = p11ca_fail(em, P11CA_E_NOMEM, "out of memory for pathLenConstraint");
 	}
 	if (err == P11CA_OK)
-		err = add_ext(x, NID_basic_constraints, bc, true, em);
+		err = x509_add_ext(x, NID_basic_constraints, bc, true, em);
 	BASIC_CONSTRAINTS_free(bc);
 	return err;
 }
@@ -101,7 +100,7 @@ static enum p11ca_err add_key_usage(X509 *x, const struct x509_cert_spec *spec,
 		    ASN1_BIT_STRING_set_bit(ku, (int)i, 1) != 1)
 			err = p11ca_fail(em, P11CA_E_NOMEM, "out of memory for keyUsage");
 	if (err == P11CA_OK)
-		err = add_ext(x, NID_key_usage, ku, spec->key_usage_critical, em);
+		err = x509_add_ext(x, NID_key_usage, ku, spec->key_usage_critical, em);
 	ASN1_BIT_STRING_free(ku);
 	return err;
 }
@@ -126,7 +125,7 @@ static enum p11ca_err add_eku(X509 *x, const struct x509_cert_spec *spec, struct
 		}
 	}
 	if (err == P11CA_OK)
-		err = add_ext(x, NID_ext_key_usage, eku, spec->eku_critical, em);
+		err = x509_add_ext(x, NID_ext_key_usage, eku, spec->eku_critical, em);
 	sk_ASN1_OBJECT_pop_free(eku, ASN1_OBJECT_free);
 	return err;
 }
@@ -142,7 +141,7 @@ static enum p11ca_err add_ski(X509 *x, struct p11ca_errmsg *em)
 	    ASN1_OCTET_STRING_set(ski, md, (int)md_len) != 1)
 		err = p11ca_fail(em, P11CA_E_NOMEM, "cannot compute the subjectKeyIdentifier");
 	else
-		err = add_ext(x, NID_subject_key_identifier, ski, false, em);
+		err = x509_add_ext(x, NID_subject_key_identifier, ski, false, em);
 	ASN1_OCTET_STRING_free(ski);
 	return err;
 }
@@ -166,7 +165,7 @@ static enum p11ca_err add_aki(X509 *x, const X509 *issuer, struct p11ca_errmsg *
 		err = p11ca_fail(em, P11CA_E_NOMEM, "cannot compute the authorityKeyIdentifier");
 	}
 	if (err == P11CA_OK)
-		err = add_ext(x, NID_authority_key_identifier, aki, false, em);
+		err = x509_add_ext(x, NID_authority_key_identifier, aki, false, em);
 	AUTHORITY_KEYID_free(aki);
 	return err;
 }
@@ -181,10 +180,11 @@ static enum p11ca_err add_extensions(X509 *x, const struct x509_cert_spec *spec,
 		P11CA_GUARD(add_eku(x, spec, em));
 	if (spec->sans != NULL && sk_GENERAL_NAME_num(spec->sans) > 0)
 		/* RFC 5280 4.2.1.6: critical when the subject is empty. */
-		P11CA_GUARD(add_ext(x, NID_subject_alt_name, (void *)spec->sans,
-				    X509_NAME_entry_count(spec->subject) == 0, em));
+		P11CA_GUARD(x509_add_ext(x, NID_subject_alt_name, (void *)spec->sans,
+					 X509_NAME_entry_count(spec->subject) == 0, em));
 	P11CA_GUARD(add_ski(x, em));
-	return add_aki(x, spec->issuer, em);
+	P11CA_GUARD(add_aki(x, spec->issuer, em));
+	return x509_ext_spec_add(x, spec->ext, em);
 }
 
 /* The subject key: spec->spki copied as received (algorithm, parameters, key bits), which
@@ -339,12 +339,4 @@ enum p11ca_err x509_cert_finish(X509 *tbs, const uint8_t *sig, size_t sig_len, u
 					   sig_len, der, der_len, em);
 	OPENSSL_free(tbs_der);
 	return err;
-}
-
-void x509_ext_spec_init(struct x509_ext_spec *ext)
-{
-	memset(ext, 0, sizeof(*ext));
-	ext->require_explicit_policy = -1;
-	ext->inhibit_policy_mapping = -1;
-	ext->inhibit_any_policy = -1;
 }

@@ -3,24 +3,23 @@
  *
  * A CSR comes from a client, so it is untrusted input: PEM must be exactly one
  * "CERTIFICATE REQUEST" block with nothing but whitespace around it, DER must be canonical
- * (it re-encodes to the same bytes) with nothing after it. Then the signature algorithm,
- * the key, and finally the proof-of-possession signature are checked. Nothing from the CSR
+ * (it re-encodes to the same bytes) with nothing after it. Then the key, the signature
+ * algorithm, and finally the proof-of-possession signature are checked. Nothing from the CSR
  * but its key and subject is ever used (extensions come from profiles).
  */
 #include "appliance/x509/x509_internal.h"
 
 #include <string.h>
 
-#include <openssl/core_names.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
 
-#include "hsm/algor.h"
-
-/* Far above any real CSR (an RSA-16384 request with many names is ~10 KiB). */
-#define CSR_MAX	     65536
-#define RSA_BITS_MIN 2048
-#define RSA_BITS_MAX 16384
+/* The default limit is far above any real CSR (an RSA-16384 request with many names is
+ * ~10 KiB); the hard one keeps a configured limit within what the RPC can carry. */
+#define CSR_DEFAULT_MAX 16384
+#define CSR_MAX		65536
+#define RSA_BITS_MIN	2048
+#define RSA_BITS_MAX	16384
 
 static bool only_space(const uint8_t *p, size_t len)
 {
@@ -149,84 +148,180 @@ static enum p11ca_err sigalg_check(const X509_REQ *req, struct p11ca_errmsg *em)
 			  nid != NID_undef ? OBJ_nid2ln(nid) : "an unknown algorithm");
 }
 
-static enum p11ca_err rsa_check(EVP_PKEY *key, struct p11ca_errmsg *em)
+/* Both INTEGERs of an RSAPublicKey, parsed here rather than through OpenSSL's key decoder:
+ * the message must name what is wrong with a key the decoder may refuse without saying. */
+static enum p11ca_err rsa_numbers(const unsigned char *bits, int len, BIGNUM **n, BIGNUM **e,
+				  struct p11ca_errmsg *em)
 {
-	int bits = EVP_PKEY_get_bits(key);
-	if (bits < RSA_BITS_MIN || bits > RSA_BITS_MAX)
-		return p11ca_fail(em, P11CA_E_INVALID_ARG,
-				  "the CSR's RSA key has %d bits; use %d to %d bits", bits,
-				  RSA_BITS_MIN, RSA_BITS_MAX);
-	BIGNUM *e = NULL;
-	if (EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_RSA_E, &e) != 1)
-		return p11ca_fail(em, P11CA_E_INVALID_ARG, "the CSR's RSA key has no exponent");
-	bool ok = BN_is_odd(e) && BN_num_bits(e) >= 17 && BN_num_bits(e) <= 256;
-	BN_free(e);
-	if (!ok)
-		return p11ca_fail(em, P11CA_E_INVALID_ARG,
-				  "the CSR's RSA public exponent is weak or invalid; use 65537");
-	return P11CA_OK;
+	const unsigned char *p = bits;
+	STACK_OF(ASN1_TYPE) *seq = d2i_ASN1_SEQUENCE_ANY(NULL, &p, len);
+	enum p11ca_err err = P11CA_OK;
+	if (seq == NULL || p != bits + len || sk_ASN1_TYPE_num(seq) != 2 ||
+	    ASN1_TYPE_get(sk_ASN1_TYPE_value(seq, 0)) != V_ASN1_INTEGER ||
+	    ASN1_TYPE_get(sk_ASN1_TYPE_value(seq, 1)) != V_ASN1_INTEGER)
+		err = p11ca_fail(
+			em, P11CA_E_INVALID_ARG,
+			"the CSR's RSA public key is not a valid RSAPublicKey (two positive "
+			"INTEGERs); create the key and the request again");
+	else if ((*n = ASN1_INTEGER_to_BN(sk_ASN1_TYPE_value(seq, 0)->value.integer, NULL)) ==
+			 NULL ||
+		 (*e = ASN1_INTEGER_to_BN(sk_ASN1_TYPE_value(seq, 1)->value.integer, NULL)) == NULL)
+		err = p11ca_fail(em, P11CA_E_NOMEM, "out of memory reading the CSR's RSA key");
+	sk_ASN1_TYPE_pop_free(seq, ASN1_TYPE_free);
+	return err;
 }
 
-static enum p11ca_err ec_check(EVP_PKEY *key, struct p11ca_errmsg *em)
+static enum p11ca_err rsa_check(const unsigned char *bits, int len,
+				const struct x509_csr_policy *policy, struct p11ca_errmsg *em)
 {
-	char enc[32] = "";
-	enum hsm_key_type type;
-	/* hsm_key_type_of_pkey knows the curves; explicit parameters are refused even when
-	 * they describe a named curve, since a verifier may not recognise them. */
-	if (hsm_key_type_of_pkey(key, &type, em) != P11CA_OK)
-		return p11ca_fail(em, P11CA_E_INVALID_ARG, "unsupported curve");
-	if (EVP_PKEY_get_utf8_string_param(key, OSSL_PKEY_PARAM_EC_ENCODING, enc, sizeof(enc),
-					   NULL) != 1 ||
-	    strcmp(enc, OSSL_PKEY_EC_ENCODING_GROUP) != 0)
+	BIGNUM *n = NULL, *e = NULL, *min_e = NULL;
+	enum p11ca_err err = rsa_numbers(bits, len, &n, &e, em);
+	if (err != P11CA_OK)
+		goto out;
+	unsigned min_bits =
+		policy->min_rsa_bits > RSA_BITS_MIN ? policy->min_rsa_bits : RSA_BITS_MIN;
+	uint64_t min_exp = policy->min_rsa_exponent == 0  ? 65537
+			   : policy->min_rsa_exponent < 3 ? 3
+							  : policy->min_rsa_exponent;
+	int n_bits = BN_num_bits(n);
+	if ((min_e = BN_new()) == NULL || BN_set_word(min_e, min_exp) != 1) {
+		err = p11ca_fail(em, P11CA_E_NOMEM, "out of memory reading the CSR's RSA key");
+	} else if (n_bits < (int)min_bits || n_bits > RSA_BITS_MAX) {
+		err = p11ca_fail(em, P11CA_E_INVALID_ARG,
+				 "the CSR's RSA key has %d bits; this CA accepts %u to %d bits "
+				 "(create a 3072-bit key)",
+				 n_bits, min_bits, RSA_BITS_MAX);
+	} else if (n_bits % 8 != 0 || !BN_is_odd(n)) {
+		/* Real key generators make moduli of whole bytes; anything else was made by
+		 * hand or damaged, and some HSMs and TLS stacks refuse such keys. */
+		err = p11ca_fail(em, P11CA_E_INVALID_ARG,
+				 n_bits % 8 != 0
+					 ? "the CSR's RSA modulus has %d bits, not a multiple "
+					   "of 8; create the key with a standard tool"
+					 : "the CSR's RSA modulus (%d bits) is even, so it is no "
+					   "RSA modulus; create the key again",
+				 n_bits);
+	} else if (!BN_is_odd(e)) {
+		err = p11ca_fail(
+			em, P11CA_E_INVALID_ARG,
+			"the CSR's RSA public exponent is even, which no RSA key can have; "
+			"create the key again (exponent 65537)");
+	} else if (BN_cmp(e, min_e) < 0 || BN_num_bits(e) > 256) {
+		char *dec = BN_bn2dec(e);
+		err = p11ca_fail(em, P11CA_E_INVALID_ARG,
+				 "the CSR's RSA public exponent %s is %s; this CA accepts odd "
+				 "exponents from %llu to 2^256 (use 65537)",
+				 dec != NULL && strlen(dec) <= 20 ? dec : "(huge)",
+				 BN_cmp(e, min_e) < 0 ? "too small" : "too large",
+				 (unsigned long long)min_exp);
+		OPENSSL_free(dec);
+	}
+out:
+	BN_free(n);
+	BN_free(e);
+	BN_free(min_e);
+	return err;
+}
+
+static enum p11ca_err ec_check(const X509_ALGOR *alg, EVP_PKEY *key, struct p11ca_errmsg *em)
+{
+	int ptype = V_ASN1_UNDEF;
+	const void *pval = NULL;
+	X509_ALGOR_get0(NULL, &ptype, &pval, alg);
+	/* Explicit parameters are refused even when they describe a named curve, since a
+	 * verifier may not recognise them. */
+	if (ptype == V_ASN1_SEQUENCE)
 		return p11ca_fail(em, P11CA_E_INVALID_ARG,
 				  "the CSR's EC key uses explicit curve parameters; use a named "
-				  "curve");
-	/* The quick check (on the curve, not infinity, coordinates in range) skips only the
-	 * point-times-order multiplication, which is implied here: P-256/384/521 have cofactor 1,
-	 * so every point on the curve has the group's order. That multiplication cost as much
-	 * as verifying the CSR's signature. */
-	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, key, NULL);
+				  "curve (P-256, P-384 or P-521)");
+	int curve = ptype == V_ASN1_OBJECT ? OBJ_obj2nid(pval) : NID_undef;
+	if (curve != NID_X9_62_prime256v1 && curve != NID_secp384r1 && curve != NID_secp521r1) {
+		char name[80] = "an unnamed curve";
+		if (ptype == V_ASN1_OBJECT)
+			OBJ_obj2txt(name, sizeof(name), pval, 0);
+		return p11ca_fail(em, P11CA_E_INVALID_ARG,
+				  "the CSR's EC key is on %s; this CA accepts P-256, P-384 and "
+				  "P-521 only",
+				  name);
+	}
+	/* OpenSSL's decoder leaves the key out when the point is not on the curve. The quick
+	 * check (on the curve, not infinity, coordinates in range) skips only the point-times-
+	 * order multiplication, which is implied here: P-256/384/521 have cofactor 1, so every
+	 * point on the curve has the group's order. That multiplication cost as much as
+	 * verifying the CSR's signature. */
+	EVP_PKEY_CTX *ctx = key != NULL ? EVP_PKEY_CTX_new_from_pkey(NULL, key, NULL) : NULL;
 	int ok = ctx != NULL ? EVP_PKEY_public_check_quick(ctx) : -1;
 	EVP_PKEY_CTX_free(ctx);
 	if (ok != 1)
-		return p11ca_fail(em, P11CA_E_INVALID_ARG, "the CSR's EC public key is invalid");
+		return p11ca_fail(em, P11CA_E_INVALID_ARG,
+				  "the CSR's EC public key is not a valid point on %s; create the "
+				  "key and the request again",
+				  curve == NID_X9_62_prime256v1 ? "P-256"
+				  : curve == NID_secp384r1	? "P-384"
+								: "P-521");
 	return P11CA_OK;
 }
 
-static enum p11ca_err key_check(EVP_PKEY *key, struct p11ca_errmsg *em)
+/* The subject key's rules, from the SubjectPublicKeyInfo as received. */
+static enum p11ca_err key_check(X509_REQ *req, const struct x509_csr_policy *policy,
+				struct p11ca_errmsg *em)
 {
-	if (key == NULL)
-		return p11ca_fail(
-			em, P11CA_E_INVALID_ARG,
-			"the CSR's public key cannot be decoded (unknown type or invalid)");
-	switch (EVP_PKEY_get_base_id(key)) {
-	case EVP_PKEY_RSA:
-		return rsa_check(key, em);
-	case EVP_PKEY_EC:
-		return ec_check(key, em);
-	case EVP_PKEY_ED25519:
-		return P11CA_OK;
-	default:
+	X509_PUBKEY *spki = X509_REQ_get_X509_PUBKEY(req);
+	ASN1_OBJECT *obj = NULL;
+	const unsigned char *bits = NULL;
+	int bits_len = 0;
+	X509_ALGOR *alg = NULL;
+	if (spki == NULL || X509_PUBKEY_get0_param(&obj, &bits, &bits_len, &alg, spki) != 1 ||
+	    bits == NULL || bits_len <= 0)
+		return p11ca_fail(em, P11CA_E_INVALID_ARG, "the CSR has no public key");
+	EVP_PKEY *key = X509_REQ_get0_pubkey(req);
+	int nid = OBJ_obj2nid(obj);
+	enum p11ca_err err = P11CA_OK;
+	switch (nid) {
+	case NID_rsaEncryption:
+		err = rsa_check(bits, bits_len, policy, em);
+		break;
+	case NID_X9_62_id_ecPublicKey:
+		return ec_check(alg, key, em);
+	case NID_ED25519:
+		break;
+	default: {
+		char name[80] = "unknown";
+		OBJ_obj2txt(name, sizeof(name), obj, 0);
 		return p11ca_fail(em, P11CA_E_INVALID_ARG,
-				  "the CSR's %s key is not supported; use RSA, EC (P-256, P-384, "
-				  "P-521) or Ed25519",
-				  EVP_PKEY_get0_type_name(key) ? EVP_PKEY_get0_type_name(key)
-							       : "public");
+				  "the CSR's %s key is not supported; use RSA (rsaEncryption), EC "
+				  "(P-256, P-384, P-521) or Ed25519",
+				  name);
 	}
+	}
+	if (err == P11CA_OK && key == NULL)
+		err = p11ca_fail(
+			em, P11CA_E_INVALID_ARG,
+			"the CSR's %s public key cannot be decoded; create the key and the "
+			"request again",
+			OBJ_nid2sn(nid));
+	return err;
 }
 
 enum p11ca_err x509_csr_load(const uint8_t *data, size_t len, const struct x509_csr_policy *policy,
 			     X509_REQ **csr, EVP_PKEY **key, struct p11ca_errmsg *em)
 {
-	(void)policy; /* TODO(x509 helper): apply the policy */
+	static const struct x509_csr_policy defaults = {0};
+	if (policy == NULL)
+		policy = &defaults;
 	*csr = NULL;
 	*key = NULL;
+	size_t max = policy->max_bytes == 0	   ? CSR_DEFAULT_MAX
+		     : policy->max_bytes > CSR_MAX ? CSR_MAX
+						   : policy->max_bytes;
 	if (data == NULL || len == 0)
 		return p11ca_fail(em, P11CA_E_INVALID_ARG, "the certificate request is empty");
-	if (len > CSR_MAX)
-		return p11ca_fail(em, P11CA_E_INVALID_ARG,
-				  "the certificate request is %zu bytes; at most %d are accepted",
-				  len, CSR_MAX);
+	if (len > max)
+		return p11ca_fail(
+			em, P11CA_E_INVALID_ARG,
+			"the certificate request is %zu bytes; this CA accepts at most %zu "
+			"(csr_max_bytes); send a request with fewer names or a smaller key",
+			len, max);
 
 	enum p11ca_err err = P11CA_OK;
 	unsigned char *pem_der = NULL;
@@ -240,11 +335,13 @@ enum p11ca_err x509_csr_load(const uint8_t *data, size_t len, const struct x509_
 	}
 	if (err == P11CA_OK)
 		err = der_decode(der, der_len, &req, em);
+	/* Key before digest before signature: a request with a bad key is refused for its
+	 * key even when its signature is broken too (the live tests patch real CSRs). */
+	if (err == P11CA_OK)
+		err = key_check(req, policy, em);
 	if (err == P11CA_OK)
 		err = sigalg_check(req, em);
 	EVP_PKEY *pub = req != NULL ? X509_REQ_get0_pubkey(req) : NULL;
-	if (err == P11CA_OK)
-		err = key_check(pub, em);
 	if (err == P11CA_OK && X509_REQ_verify(req, pub) != 1)
 		err = p11ca_fail(em, P11CA_E_INVALID_ARG,
 				 "the CSR's signature does not verify with its own key (corrupted, "

@@ -165,9 +165,7 @@ static enum p11ca_err rdn_split(char *s, size_t *pos, char sep, struct rdn *out,
 	return P11CA_OK;
 }
 
-/* Code points in a UTF-8 string, or -1 when it is not valid UTF-8 (overlong forms,
- * surrogates, > U+10FFFF) or holds a control character. */
-static long utf8_chars(const unsigned char *s, size_t len)
+long x509_utf8_chars(const unsigned char *s, size_t len)
 {
 	long n = 0;
 	for (size_t i = 0; i < len; n++) {
@@ -216,7 +214,7 @@ static enum p11ca_err rdn_check(struct rdn *r, int *asn1_type, struct p11ca_errm
 	if (memchr(v, '\0', r->len) != NULL)
 		return p11ca_fail(em, P11CA_E_INVALID_ARG,
 				  "subject attribute %s contains a NUL byte; remove it", r->type);
-	long chars = utf8_chars(v, r->len);
+	long chars = x509_utf8_chars(v, r->len);
 	if (chars < 0)
 		return p11ca_fail(em, P11CA_E_INVALID_ARG,
 				  "subject attribute %s is not valid UTF-8 or holds a control "
@@ -374,4 +372,99 @@ enum p11ca_err x509_name_format(const X509_NAME *name, char *out, size_t cap,
 out:
 	BIO_free(bio);
 	return err;
+}
+
+/* What a value of one string type must hold beyond valid characters, by ASN.1 type. */
+static bool string_type_ok(int type)
+{
+	return type == V_ASN1_UTF8STRING || type == V_ASN1_PRINTABLESTRING ||
+	       type == V_ASN1_IA5STRING || type == V_ASN1_BMPSTRING ||
+	       type == V_ASN1_UNIVERSALSTRING || type == V_ASN1_T61STRING;
+}
+
+/* One entry of a name from outside, against the rules x509_name_parse applies. */
+static enum p11ca_err entry_check(const X509_NAME_ENTRY *e, struct p11ca_errmsg *em)
+{
+	const ASN1_OBJECT *obj = X509_NAME_ENTRY_get_object(e);
+	const ASN1_STRING *v = X509_NAME_ENTRY_get_data(e);
+	int nid = OBJ_obj2nid(obj);
+	char type[80] = "?";
+	OBJ_obj2txt(type, sizeof(type), obj, 0);
+	const struct name_attr *attr = NULL;
+	for (size_t i = 0; i < COUNT(name_attrs) && attr == NULL; i++)
+		if (name_attrs[i].nid == nid)
+			attr = &name_attrs[i];
+	int st = ASN1_STRING_type(v);
+	if (!string_type_ok(st))
+		return p11ca_fail(
+			em, P11CA_E_INVALID_ARG,
+			"subject attribute %s has an unsupported string type (ASN.1 tag %d); "
+			"use UTF8String or PrintableString",
+			type, st);
+	const unsigned char *raw = ASN1_STRING_get0_data(v);
+	size_t raw_len = (size_t)ASN1_STRING_length(v);
+	for (size_t i = 0; st == V_ASN1_PRINTABLESTRING && i < raw_len; i++)
+		if (!printable_char(raw[i]))
+			return p11ca_fail(
+				em, P11CA_E_INVALID_ARG,
+				"subject attribute %s is a PrintableString with a character "
+				"outside its set",
+				type);
+	for (size_t i = 0; st == V_ASN1_IA5STRING && i < raw_len; i++)
+		if (raw[i] >= 0x80)
+			return p11ca_fail(
+				em, P11CA_E_INVALID_ARG,
+				"subject attribute %s is an IA5String with non-ASCII bytes", type);
+	/* Every type through UTF-8, so one check sees NUL, control characters and length
+	 * in characters alike; a UTF8String that is not UTF-8 fails the conversion. */
+	unsigned char *utf8 = NULL;
+	int len = ASN1_STRING_to_UTF8(&utf8, v);
+	long chars = len > 0 ? x509_utf8_chars(utf8, (size_t)len) : len;
+	bool country_ok =
+		len == 2 && utf8[0] >= 'A' && utf8[0] <= 'Z' && utf8[1] >= 'A' && utf8[1] <= 'Z';
+	OPENSSL_free(utf8);
+	unsigned max = attr != NULL ? attr->max : 256;
+	if (len == 0)
+		return p11ca_fail(em, P11CA_E_INVALID_ARG,
+				  "subject attribute %s has an empty value", type);
+	if (chars < 0)
+		return p11ca_fail(
+			em, P11CA_E_INVALID_ARG,
+			"subject attribute %s is not valid in its string type, or holds a "
+			"NUL or control character",
+			type);
+	if (nid == NID_countryName && !country_ok)
+		return p11ca_fail(em, P11CA_E_INVALID_ARG,
+				  "subject attribute %s must be a two-letter ISO 3166 country code "
+				  "in capitals, such as AT",
+				  type);
+	if ((unsigned long)chars > max)
+		return p11ca_fail(em, P11CA_E_INVALID_ARG,
+				  "subject attribute %s is %ld characters long; at most %u are "
+				  "allowed",
+				  type, chars, max);
+	return P11CA_OK;
+}
+
+enum p11ca_err x509_name_check(const X509_NAME *name, struct p11ca_errmsg *em)
+{
+	if (name == NULL)
+		return p11ca_fail(em, P11CA_E_INVALID_ARG, "no subject name to check");
+	int n = X509_NAME_entry_count(name);
+	if (n > X509_NAME_RDN_MAX)
+		return p11ca_fail(em, P11CA_E_INVALID_ARG,
+				  "the subject has %d attributes; at most %d", n,
+				  X509_NAME_RDN_MAX);
+	for (int i = 0; i < n; i++) {
+		const X509_NAME_ENTRY *e = X509_NAME_get_entry(name, i);
+		/* Multi-valued RDNs ('+') are refused by x509_name_parse too. */
+		if (i > 0 &&
+		    X509_NAME_ENTRY_set(e) == X509_NAME_ENTRY_set(X509_NAME_get_entry(name, i - 1)))
+			return p11ca_fail(
+				em, P11CA_E_INVALID_ARG,
+				"the subject has a multi-valued RDN ('+'); use one attribute "
+				"per RDN");
+		P11CA_GUARD(entry_check(e, em));
+	}
+	return P11CA_OK;
 }

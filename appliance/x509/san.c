@@ -1,19 +1,23 @@
 /*
- * subjectAltName entries from text: "DNS:name", "IP:address", "email:addr", "URI:uri", or a
- * bare IP literal or DNS name.
+ * subjectAltName entries from text: "DNS:name", "IP:address", "email:addr", "URI:uri",
+ * "dirname:DN", "rid:OID", "otherName:OID;UTF8:value", or a bare IP literal or DNS name.
  *
  * DNS names are held to the preferred name syntax (RFC 1034 3.5 / RFC 5280 4.2.1.6): LDH
  * labels of 1..63, at most 253 characters, no trailing dot, and a wildcard only as the whole
  * leftmost label of a name with at least two more labels. A dNSName holding an IP address
  * is refused, as the CA/Browser Forum requires. Names are lowercased (DNS is
- * case-insensitive) so the same name is always encoded the same way. Non-ASCII names are
- * refused: converting them to A-labels is issue 4's.
+ * case-insensitive) so the same name is always encoded the same way. Internationalised
+ * names become A-labels (RFC 5280 7.2 requires them in certificates), and A-labels given
+ * directly must survive the round trip through their U-label, so a certificate never
+ * carries an "xn--" label that no browser can display or match.
  */
 #include "appliance/x509/x509_internal.h"
 
 #include <arpa/inet.h>
 #include <string.h>
 #include <strings.h>
+
+#include <idn2.h>
 
 #define SAN_TEXT_MAX	2048
 #define DNS_NAME_MAX	253
@@ -95,10 +99,62 @@ static enum p11ca_err dns_check(const char *name, bool wildcard_ok, const char *
 	return P11CA_OK;
 }
 
-/* dot-atom local part (RFC 5322 3.2.3) @ a DNS name. */
-static enum p11ca_err email_check(char *addr, struct p11ca_errmsg *em)
+/* UTS #46 non-transitional mapping (so "faß" stays "faß"), NFC first; IDNA2008 rules. */
+#define IDN_FLAGS (IDN2_NONTRANSITIONAL | IDN2_NFC_INPUT)
+
+static bool has_alabel(const char *lower)
 {
-	char *at = strrchr(addr, '@');
+	return strncmp(lower, "xn--", 4) == 0 || strstr(lower, ".xn--") != NULL;
+}
+
+enum p11ca_err x509_dns_name(const char *name, bool wildcard_ok, const char *what,
+			     char out[X509_DNS_NAME_BUF], struct p11ca_errmsg *em)
+{
+	size_t len = strnlen(name, SAN_TEXT_MAX + 1);
+	bool ascii = true;
+	for (size_t i = 0; i < len; i++)
+		ascii = ascii && (unsigned char)name[i] < 0x80;
+	if (ascii) {
+		P11CA_GUARD(dns_check(name, wildcard_ok, what, out, em));
+		if (!has_alabel(out))
+			return P11CA_OK;
+	} else if (len > SAN_TEXT_MAX || x509_utf8_chars((const unsigned char *)name, len) < 0) {
+		return p11ca_fail(em, P11CA_E_INVALID_ARG,
+				  "%s '%.80s' is not valid UTF-8 or holds a control character",
+				  what, name);
+	}
+	/* The wildcard is ours to check, not IDNA's. */
+	const char *src = ascii ? out : name;
+	const char *star = strncmp(src, "*.", 2) == 0 ? "*." : "";
+	char *alabels = NULL;
+	int rc = idn2_to_ascii_8z(src + strlen(star), &alabels, IDN_FLAGS);
+	enum p11ca_err err = P11CA_OK;
+	if (rc != IDN2_OK)
+		err = p11ca_fail(em, P11CA_E_INVALID_ARG,
+				 ascii ? "%s '%.80s' has an A-label (xn--) that is not a valid "
+					 "IDNA2008 label (%s); give the name in Unicode or fix it"
+				       : "%s '%.80s' is not a valid internationalised domain name "
+					 "(%s)",
+				 what, name, idn2_strerror(rc));
+	else if (ascii && strcmp(alabels, out + strlen(star)) != 0)
+		/* Lowercased input that re-encodes differently did not come from a U-label. */
+		err = p11ca_fail(em, P11CA_E_INVALID_ARG,
+				 "%s '%.80s' has an A-label (xn--) that is not the encoding of its "
+				 "own U-label (%s); give the name in Unicode",
+				 what, name, alabels);
+	else if (!ascii) {
+		char joined[SAN_TEXT_MAX + 3];
+		snprintf(joined, sizeof(joined), "%s%s", star, alabels);
+		err = dns_check(joined, wildcard_ok, what, out, em);
+	}
+	idn2_free(alabels);
+	return err;
+}
+
+/* dot-atom local part (RFC 5322 3.2.3) @ a DNS name, written to out (A-labels). */
+enum p11ca_err x509_email_name(const char *addr, char *out, size_t cap, struct p11ca_errmsg *em)
+{
+	const char *at = strrchr(addr, '@');
 	if (at == NULL || at == addr)
 		return p11ca_fail(em, P11CA_E_INVALID_ARG,
 				  "email SAN '%.80s' is not of the form local@domain", addr);
@@ -117,7 +173,11 @@ static enum p11ca_err email_check(char *addr, struct p11ca_errmsg *em)
 				"digits, single dots and !#$%%&'*+-/=?^_`{|}~ only",
 				addr);
 	}
-	return dns_check(at + 1, false, "the domain of an email SAN", at + 1, em);
+	char domain[X509_DNS_NAME_BUF];
+	P11CA_GUARD(x509_dns_name(at + 1, false, "the domain of an email SAN", domain, em));
+	if ((size_t)snprintf(out, cap, "%.*s@%s", (int)local, addr, domain) >= cap)
+		return p11ca_fail(em, P11CA_E_INVALID_ARG, "email SAN '%.80s' is too long", addr);
+	return P11CA_OK;
 }
 
 /* An absolute URI: scheme ":" rest, printable ASCII without spaces (RFC 3986 3.1). */
@@ -139,8 +199,7 @@ static enum p11ca_err uri_check(const char *uri, struct p11ca_errmsg *em)
 	return P11CA_OK;
 }
 
-static enum p11ca_err gn_string(int type, const char *value, GENERAL_NAME **out,
-				struct p11ca_errmsg *em)
+enum p11ca_err x509_gn_ia5(int type, const char *value, GENERAL_NAME **out, struct p11ca_errmsg *em)
 {
 	GENERAL_NAME *gn = GENERAL_NAME_new();
 	ASN1_IA5STRING *s = ASN1_IA5STRING_new();
@@ -154,8 +213,8 @@ static enum p11ca_err gn_string(int type, const char *value, GENERAL_NAME **out,
 	return P11CA_OK;
 }
 
-static enum p11ca_err gn_ip(const uint8_t *addr, size_t len, GENERAL_NAME **out,
-			    struct p11ca_errmsg *em)
+enum p11ca_err x509_gn_ip(const uint8_t *addr, size_t len, GENERAL_NAME **out,
+			  struct p11ca_errmsg *em)
 {
 	GENERAL_NAME *gn = GENERAL_NAME_new();
 	ASN1_OCTET_STRING *s = ASN1_OCTET_STRING_new();
@@ -179,6 +238,85 @@ static size_t ip_parse(const char *text, uint8_t addr[16])
 	return 0;
 }
 
+/* "OID;UTF8:value": the only otherName value type anyone asks a CA for. */
+static enum p11ca_err gn_othername(const char *text, GENERAL_NAME **out, struct p11ca_errmsg *em)
+{
+	char oid[64];
+	size_t n = strcspn(text, ";");
+	if (n >= sizeof(oid) || text[n] != ';' || strncasecmp(text + n + 1, "UTF8:", 5) != 0)
+		return p11ca_fail(em, P11CA_E_INVALID_ARG,
+				  "otherName '%.80s' is not of the form OID;UTF8:value", text);
+	memcpy(oid, text, n);
+	oid[n] = '\0';
+	const char *value = text + n + 6;
+	size_t vlen = strlen(value);
+	if (!x509_oid_text_ok(oid))
+		return p11ca_fail(em, P11CA_E_INVALID_ARG,
+				  "otherName '%.80s': '%s' is not a dotted-decimal OID", text, oid);
+	if (vlen == 0 || x509_utf8_chars((const unsigned char *)value, vlen) < 0)
+		return p11ca_fail(em, P11CA_E_INVALID_ARG,
+				  "otherName '%.80s': the value is empty, not valid UTF-8 or holds "
+				  "a control character",
+				  text);
+	GENERAL_NAME *gn = GENERAL_NAME_new();
+	ASN1_OBJECT *obj = OBJ_txt2obj(oid, 1);
+	ASN1_TYPE *type = ASN1_TYPE_new();
+	ASN1_UTF8STRING *s = ASN1_UTF8STRING_new();
+	if (gn == NULL || obj == NULL || type == NULL || s == NULL ||
+	    ASN1_STRING_set(s, value, (int)vlen) != 1) {
+		GENERAL_NAME_free(gn);
+		ASN1_OBJECT_free(obj);
+		ASN1_TYPE_free(type);
+		ASN1_UTF8STRING_free(s);
+		return p11ca_fail(em, P11CA_E_NOMEM, "out of memory building an otherName");
+	}
+	ASN1_TYPE_set(type, V_ASN1_UTF8STRING, s);
+	if (GENERAL_NAME_set0_othername(gn, obj, type) != 1) {
+		GENERAL_NAME_free(gn);
+		ASN1_OBJECT_free(obj);
+		ASN1_TYPE_free(type);
+		return p11ca_fail(em, P11CA_E_NOMEM, "out of memory building an otherName");
+	}
+	*out = gn;
+	return P11CA_OK;
+}
+
+static enum p11ca_err gn_rid(const char *text, GENERAL_NAME **out, struct p11ca_errmsg *em)
+{
+	if (!x509_oid_text_ok(text))
+		return p11ca_fail(em, P11CA_E_INVALID_ARG,
+				  "rid '%.80s' is not a dotted-decimal OID such as 1.2.3.4", text);
+	GENERAL_NAME *gn = GENERAL_NAME_new();
+	ASN1_OBJECT *obj = OBJ_txt2obj(text, 1);
+	if (gn == NULL || obj == NULL) {
+		GENERAL_NAME_free(gn);
+		ASN1_OBJECT_free(obj);
+		return p11ca_fail(em, P11CA_E_NOMEM, "out of memory building a registeredID");
+	}
+	GENERAL_NAME_set0_value(gn, GEN_RID, obj);
+	*out = gn;
+	return P11CA_OK;
+}
+
+enum p11ca_err x509_gn_dirname(const char *text, GENERAL_NAME **out, struct p11ca_errmsg *em)
+{
+	X509_NAME *name = NULL;
+	P11CA_GUARD(x509_name_parse(text, &name, em));
+	GENERAL_NAME *gn = GENERAL_NAME_new();
+	if (gn == NULL) {
+		X509_NAME_free(name);
+		return p11ca_fail(em, P11CA_E_NOMEM, "out of memory building a directoryName");
+	}
+	GENERAL_NAME_set0_value(gn, GEN_DIRNAME, name);
+	*out = gn;
+	return P11CA_OK;
+}
+
+static bool prefix_is(const char *text, size_t plen, const char *type)
+{
+	return plen == strlen(type) && strncasecmp(text, type, plen) == 0;
+}
+
 enum p11ca_err x509_san_parse(const char *text, GENERAL_NAME **out, struct p11ca_errmsg *em)
 {
 	*out = NULL;
@@ -195,35 +333,40 @@ enum p11ca_err x509_san_parse(const char *text, GENERAL_NAME **out, struct p11ca
 	size_t plen = colon != NULL ? (size_t)(colon - text) : 0;
 	const char *rest = colon != NULL ? colon + 1 : text;
 
-	if (colon != NULL && plen == 2 && strncasecmp(text, "IP", 2) == 0) {
+	if (colon != NULL && prefix_is(text, plen, "IP")) {
 		size_t n = ip_parse(rest, addr);
 		if (n == 0)
 			return p11ca_fail(em, P11CA_E_INVALID_ARG,
 					  "'%.80s' is not an IPv4 or IPv6 address", rest);
-		return gn_ip(addr, n, out, em);
+		return x509_gn_ip(addr, n, out, em);
 	}
-	if (colon != NULL && plen == 3 && strncasecmp(text, "DNS", 3) == 0) {
-		P11CA_GUARD(dns_check(rest, true, "DNS name", value, em));
-		return gn_string(GEN_DNS, value, out, em);
+	if (colon != NULL && prefix_is(text, plen, "DNS")) {
+		P11CA_GUARD(x509_dns_name(rest, true, "DNS name", value, em));
+		return x509_gn_ia5(GEN_DNS, value, out, em);
 	}
-	if (colon != NULL && plen == 5 && strncasecmp(text, "email", 5) == 0) {
-		memcpy(value, rest, strlen(rest) + 1);
-		P11CA_GUARD(email_check(value, em));
-		return gn_string(GEN_EMAIL, value, out, em);
+	if (colon != NULL && prefix_is(text, plen, "email")) {
+		P11CA_GUARD(x509_email_name(rest, value, sizeof(value), em));
+		return x509_gn_ia5(GEN_EMAIL, value, out, em);
 	}
-	if (colon != NULL && plen == 3 && strncasecmp(text, "URI", 3) == 0) {
+	if (colon != NULL && prefix_is(text, plen, "URI")) {
 		P11CA_GUARD(uri_check(rest, em));
-		return gn_string(GEN_URI, rest, out, em);
+		return x509_gn_ia5(GEN_URI, rest, out, em);
 	}
+	if (colon != NULL && prefix_is(text, plen, "dirname"))
+		return x509_gn_dirname(rest, out, em);
+	if (colon != NULL && prefix_is(text, plen, "rid"))
+		return gn_rid(rest, out, em);
+	if (colon != NULL && prefix_is(text, plen, "otherName"))
+		return gn_othername(rest, out, em);
 
 	size_t n = ip_parse(text, addr);
 	if (n > 0)
-		return gn_ip(addr, n, out, em);
+		return x509_gn_ip(addr, n, out, em);
 	if (colon != NULL)
 		return p11ca_fail(em, P11CA_E_INVALID_ARG,
 				  "subjectAltName '%.80s': unknown type '%.*s'; use DNS:, IP:, "
-				  "email: or URI:",
+				  "email:, URI:, dirname:, rid: or otherName:",
 				  text, (int)(plen < 16 ? plen : 16), text);
-	P11CA_GUARD(dns_check(text, true, "DNS name", value, em));
-	return gn_string(GEN_DNS, value, out, em);
+	P11CA_GUARD(x509_dns_name(text, true, "DNS name", value, em));
+	return x509_gn_ia5(GEN_DNS, value, out, em);
 }

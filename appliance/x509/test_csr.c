@@ -212,8 +212,9 @@ static void test_csr_garbage(void **state)
 	static const uint8_t seq[] = {0x30, 0x03, 0x02, 0x01, 0x00};
 	expect_refused(seq, sizeof(seq), "not a PKCS#10");
 	expect_refused(garbage, 0, "empty");
-	assert_int_equal(x509_csr_load(NULL, 10, NULL, &(X509_REQ *){NULL}, &(EVP_PKEY *){NULL}, NULL),
-			 P11CA_E_INVALID_ARG);
+	assert_int_equal(
+		x509_csr_load(NULL, 10, NULL, &(X509_REQ *){NULL}, &(EVP_PKEY *){NULL}, NULL),
+		P11CA_E_INVALID_ARG);
 	static uint8_t huge[70000];
 	expect_refused(huge, sizeof(huge), "at most");
 
