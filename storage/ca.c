@@ -39,6 +39,8 @@ static void ca_from_rec(const p11ca_storage_v1_CaRecord *r, struct store_ca *out
 	out->state = (enum store_ca_state)r->state;
 	out->created = r->created;
 	out->crl_number = r->crl_number;
+	memcpy(out->settings, r->settings.bytes, r->settings.size);
+	out->settings_len = r->settings.size;
 }
 
 enum p11ca_err store_ca_rec_get(struct store_txn *txn, uint32_t id, p11ca_storage_v1_CaRecord *rec,
@@ -143,6 +145,9 @@ static enum p11ca_err ca_validate(const struct store_ca *ca, struct p11ca_errmsg
 	if (!ca_state_valid(ca->state))
 		return p11ca_fail(em, P11CA_E_INVALID_ARG, "CA '%s': invalid state %d", ca->name,
 				  (int)ca->state);
+	if (ca->settings_len > sizeof(ca->settings))
+		return p11ca_fail(em, P11CA_E_INVALID_ARG, "CA '%s': settings over %d bytes",
+				  ca->name, STORE_CA_SETTINGS_MAX);
 	return P11CA_OK;
 }
 
@@ -164,6 +169,8 @@ static void ca_to_rec(const struct store_ca *ca, uint32_t id, int64_t created, u
 	rec->state = (p11ca_storage_v1_CaState)ca->state;
 	rec->created = created;
 	rec->crl_number = crl_number;
+	memcpy(rec->settings.bytes, ca->settings, ca->settings_len);
+	rec->settings.size = (pb_size_t)ca->settings_len;
 }
 
 static enum p11ca_err ca_next_id(struct store_txn *txn, uint32_t *id, struct p11ca_errmsg *em)

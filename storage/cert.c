@@ -38,6 +38,35 @@ bool store_der_tlv(const uint8_t *p, size_t len, uint8_t *tag, const uint8_t **c
 	return true;
 }
 
+enum p11ca_err store_der_cert_parse(const uint8_t *der, size_t der_len, const char *name,
+				    struct store_der_cert *out, struct p11ca_errmsg *em)
+{
+	uint8_t tag;
+	const uint8_t *body, *tbs_body, *p;
+	size_t body_len, tbs_body_len, n, total;
+	if (!store_der_tlv(der, der_len, &tag, &body, &body_len, &total) || tag != 0x30 ||
+	    total != der_len ||
+	    !store_der_tlv(body, body_len, &tag, &tbs_body, &tbs_body_len, &out->tbs_len) ||
+	    tag != 0x30)
+		return p11ca_fail(em, P11CA_E_INVALID_ARG,
+				  "certificate %s: not one DER Certificate", name);
+	out->tbs = body;
+	/* TBSCertificate: [0] EXPLICIT version (optional), then serialNumber INTEGER. */
+	if (!store_der_tlv(tbs_body, tbs_body_len, &tag, &p, &n, &total))
+		return p11ca_fail(em, P11CA_E_INVALID_ARG, "certificate %s: empty TBS", name);
+	const uint8_t *rest = tbs_body;
+	size_t rest_len = tbs_body_len;
+	if (tag == 0xa0) {
+		rest += total;
+		rest_len -= total;
+	}
+	if (!store_der_tlv(rest, rest_len, &tag, &out->serial, &out->serial_len, &total) ||
+	    tag != 0x02 || out->serial_len == 0)
+		return p11ca_fail(em, P11CA_E_INVALID_ARG,
+				  "certificate %s: its TBS has no serial number", name);
+	return P11CA_OK;
+}
+
 /* The DER is exactly one Certificate whose TBS carries `serial` and hashes to `tbs_sha256`. */
 static enum p11ca_err cert_der_check(const uint8_t *der, size_t der_len,
 				     const uint8_t serial[STORE_SERIAL_LEN],
@@ -45,38 +74,29 @@ static enum p11ca_err cert_der_check(const uint8_t *der, size_t der_len,
 				     struct p11ca_errmsg *em)
 {
 	struct store_serial_hex sn = store_serial_hex(serial);
-	uint8_t tag;
-	const uint8_t *body, *tbs_body, *p;
-	size_t body_len, tbs_body_len, tbs_total, n, total;
-	if (!store_der_tlv(der, der_len, &tag, &body, &body_len, &total) || tag != 0x30 ||
-	    total != der_len ||
-	    !store_der_tlv(body, body_len, &tag, &tbs_body, &tbs_body_len, &tbs_total) ||
-	    tag != 0x30)
-		return p11ca_fail(em, P11CA_E_INVALID_ARG,
-				  "certificate %s: not one DER Certificate", sn.s);
-	/* TBSCertificate: [0] EXPLICIT version (optional), then serialNumber INTEGER. */
-	if (!store_der_tlv(tbs_body, tbs_body_len, &tag, &p, &n, &total))
-		return p11ca_fail(em, P11CA_E_INVALID_ARG, "certificate %s: empty TBS", sn.s);
-	const uint8_t *rest = tbs_body;
-	size_t rest_len = tbs_body_len;
-	if (tag == 0xa0) {
-		rest += total;
-		rest_len -= total;
-	}
-	if (!store_der_tlv(rest, rest_len, &tag, &p, &n, &total) || tag != 0x02 ||
-	    n != STORE_SERIAL_LEN || memcmp(p, serial, STORE_SERIAL_LEN) != 0)
+	struct store_der_cert c;
+	P11CA_GUARD(store_der_cert_parse(der, der_len, sn.s, &c, em));
+	if (c.serial_len != STORE_SERIAL_LEN || memcmp(c.serial, serial, STORE_SERIAL_LEN) != 0)
 		return p11ca_fail(em, P11CA_E_INVALID_ARG,
 				  "certificate %s: its TBS carries another serial", sn.s);
 
-	uint8_t md[EVP_MAX_MD_SIZE];
-	unsigned md_len = 0;
-	if (EVP_Digest(body, tbs_total, md, &md_len, EVP_sha256(), NULL) != 1 ||
-	    md_len != STORE_SHA256_LEN)
-		return p11ca_fail(em, P11CA_E_INTERNAL, "certificate %s: SHA-256 failed", sn.s);
+	uint8_t md[STORE_SHA256_LEN];
+	P11CA_GUARD(store_sha256(c.tbs, c.tbs_len, md, em));
 	if (memcmp(md, tbs_sha256, STORE_SHA256_LEN) != 0)
 		return p11ca_fail(em, P11CA_E_INVALID_ARG,
 				  "certificate %s: its TBS is not the one recorded in the intent",
 				  sn.s);
+	return P11CA_OK;
+}
+
+enum p11ca_err store_sha256(const uint8_t *p, size_t len, uint8_t md[STORE_SHA256_LEN],
+			    struct p11ca_errmsg *em)
+{
+	uint8_t buf[EVP_MAX_MD_SIZE];
+	unsigned md_len = 0;
+	if (EVP_Digest(p, len, buf, &md_len, EVP_sha256(), NULL) != 1 || md_len != STORE_SHA256_LEN)
+		return p11ca_fail(em, P11CA_E_INTERNAL, "SHA-256 failed");
+	memcpy(md, buf, STORE_SHA256_LEN);
 	return P11CA_OK;
 }
 
@@ -89,9 +109,8 @@ enum p11ca_err store_revocation_check(const p11ca_storage_v1_RevokedRecord *r, e
 	return P11CA_OK;
 }
 
-static enum p11ca_err cert_rec_check(const p11ca_storage_v1_CertRecord *r, uint32_t ca_id,
-				     const uint8_t serial[STORE_SERIAL_LEN],
-				     struct p11ca_errmsg *em)
+enum p11ca_err store_cert_rec_check(const p11ca_storage_v1_CertRecord *r, uint32_t ca_id,
+				    const uint8_t serial[STORE_SERIAL_LEN], struct p11ca_errmsg *em)
 {
 	P11CA_GUARD(store_rec_format(r->format, STORE_DB_CERTS, em));
 	if (r->ca_id != ca_id || memcmp(r->serial, serial, STORE_SERIAL_LEN) != 0 ||
@@ -100,10 +119,13 @@ static enum p11ca_err cert_rec_check(const p11ca_storage_v1_CertRecord *r, uint3
 					 em);
 	if (r->has_revocation)
 		P11CA_GUARD(store_revocation_check(&r->revocation, STORE_DB_CERTS, em));
+	for (pb_size_t i = 0; i < r->watchers_count; i++)
+		if (r->watchers[i].email[0] == '\0')
+			return store_rec_corrupt(STORE_DB_CERTS, "watcher without an address", em);
 	return P11CA_OK;
 }
 
-static void cert_from_rec(const p11ca_storage_v1_CertRecord *r, struct store_cert *out)
+void store_cert_from_rec(const p11ca_storage_v1_CertRecord *r, struct store_cert *out)
 {
 	out->ca_id = r->ca_id;
 	memcpy(out->serial, r->serial, STORE_SERIAL_LEN);
@@ -120,6 +142,13 @@ static void cert_from_rec(const p11ca_storage_v1_CertRecord *r, struct store_cer
 		out->revocation.revoked_at = r->revocation.revoked_at;
 		out->revocation.invalidity_date = r->revocation.invalidity_date;
 	}
+	out->n_watchers = r->watchers_count;
+	for (pb_size_t i = 0; i < r->watchers_count; i++) {
+		memcpy(out->watchers[i].email, r->watchers[i].email,
+		       sizeof(out->watchers[i].email));
+		out->watchers[i].notified_days = r->watchers[i].notified_days;
+	}
+	out->imported = r->imported;
 }
 
 enum p11ca_err store_cert_rec_get(struct store_txn *txn, uint32_t ca_id,
@@ -134,24 +163,23 @@ enum p11ca_err store_cert_rec_get(struct store_txn *txn, uint32_t ca_id,
 		return p11ca_fail(em, err, "CA %u has no certificate with serial %s", ca_id,
 				  store_serial_hex(serial).s);
 	P11CA_GUARD(err);
-	return cert_rec_check(rec, ca_id, serial, em);
+	return store_cert_rec_check(rec, ca_id, serial, em);
 }
 
-static void expiry_key(uint8_t key[STORE_KEY_EXPIRY], int64_t not_after, uint32_t ca_id,
-		       const uint8_t serial[STORE_SERIAL_LEN])
+void store_expiry_key(uint8_t key[STORE_KEY_EXPIRY], int64_t not_after, uint32_t ca_id,
+		      const uint8_t serial[STORE_SERIAL_LEN])
 {
 	/* Flipping the sign bit makes signed times sort correctly as unsigned bytes. */
 	store_be64_put(key, (uint64_t)not_after ^ (UINT64_C(1) << 63));
 	store_key_ca_serial(key + 8, ca_id, serial);
 }
 
-/* The writes of store_cert_put, after every check passed. */
-static enum p11ca_err cert_write(struct store_txn *txn, p11ca_storage_v1_SerialRecord *srec,
-				 const p11ca_storage_v1_CertRecord *crec, struct p11ca_errmsg *em)
+enum p11ca_err store_cert_write(struct store_txn *txn, p11ca_storage_v1_SerialRecord *srec,
+				const p11ca_storage_v1_CertRecord *crec, struct p11ca_errmsg *em)
 {
 	uint8_t key[STORE_KEY_CA_SERIAL], xkey[STORE_KEY_EXPIRY];
 	store_key_ca_serial(key, crec->ca_id, crec->serial);
-	expiry_key(xkey, crec->not_after, crec->ca_id, crec->serial);
+	store_expiry_key(xkey, crec->not_after, crec->ca_id, crec->serial);
 	P11CA_GUARD(store_rec_put(txn, STORE_DB_CERTS, key, sizeof(key),
 				  p11ca_storage_v1_CertRecord_fields, crec, em));
 	P11CA_GUARD(store_raw_put(txn, STORE_DB_BY_EXPIRY, xkey, sizeof(xkey), "", 0, em));
@@ -208,7 +236,7 @@ enum p11ca_err store_cert_put(struct store_txn *txn, uint32_t ca_id,
 		crec->not_after = not_after;
 		memcpy(crec->requester, srec.requester, sizeof(crec->requester));
 		crec->issued_at = store_now();
-		err = cert_write(txn, &srec, crec, em);
+		err = store_cert_write(txn, &srec, crec, em);
 	}
 	free(crec);
 	return err;
@@ -226,7 +254,7 @@ enum p11ca_err store_cert_get(struct store_txn *txn, uint32_t ca_id,
 		return p11ca_fail(em, P11CA_E_NOMEM, "reading a certificate");
 	enum p11ca_err err = store_cert_rec_get(txn, ca_id, serial, rec, em);
 	if (err == P11CA_OK)
-		cert_from_rec(rec, out);
+		store_cert_from_rec(rec, out);
 	free(rec);
 	return err;
 }
@@ -296,10 +324,10 @@ enum p11ca_err store_cert_list(struct store_txn *txn, uint32_t ca_id, const uint
 		err = store_rec_decode(&v, STORE_DB_CERTS, p11ca_storage_v1_CertRecord_fields,
 				       &w->rec, em);
 		if (err == P11CA_OK)
-			err = cert_rec_check(&w->rec, ca_id, serial, em);
+			err = store_cert_rec_check(&w->rec, ca_id, serial, em);
 		if (err != P11CA_OK)
 			goto out;
-		cert_from_rec(&w->rec, &w->cert);
+		store_cert_from_rec(&w->rec, &w->cert);
 		count++;
 		if (fn(arg, &w->cert) != 0)
 			break;

@@ -23,7 +23,14 @@ _Static_assert(FIELD_SIZE(p11ca_storage_v1_CaRecord, cert_der.bytes) == STORE_CE
 _Static_assert(FIELD_SIZE(p11ca_storage_v1_CaRecord, key_backend) == STORE_KEY_BACKEND_MAX + 1,
 	       "key_backend");
 _Static_assert(FIELD_SIZE(p11ca_storage_v1_CaRecord, key_uri) == STORE_KEY_URI_MAX + 1, "key_uri");
+_Static_assert(FIELD_SIZE(p11ca_storage_v1_CaRecord, settings.bytes) == STORE_CA_SETTINGS_MAX,
+	       "settings");
 _Static_assert(FIELD_SIZE(p11ca_storage_v1_CertRecord, serial) == STORE_SERIAL_LEN, "serial");
+_Static_assert(FIELD_SIZE(p11ca_storage_v1_CertRecord, watchers) /
+			       sizeof(p11ca_storage_v1_Watcher) ==
+		       STORE_WATCHERS_MAX,
+	       "watchers");
+_Static_assert(FIELD_SIZE(p11ca_storage_v1_Watcher, email) == STORE_EMAIL_MAX + 1, "email");
 _Static_assert(FIELD_SIZE(p11ca_storage_v1_CertRecord, der.bytes) == STORE_CERT_DER_MAX, "der");
 _Static_assert(FIELD_SIZE(p11ca_storage_v1_CertRecord, profile) == STORE_PROFILE_MAX + 1,
 	       "profile");

@@ -196,8 +196,46 @@ P11CA_MUST_CHECK enum p11ca_err store_cert_rec_get(struct store_txn *txn, uint32
 P11CA_MUST_CHECK enum p11ca_err store_revocation_check(const p11ca_storage_v1_RevokedRecord *r,
 						       enum store_db db, struct p11ca_errmsg *em);
 
+/* Check a decoded record against its key (format, ids, revocation, watchers). */
+P11CA_MUST_CHECK enum p11ca_err store_cert_rec_check(const p11ca_storage_v1_CertRecord *r,
+						     uint32_t ca_id,
+						     const uint8_t serial[STORE_SERIAL_LEN],
+						     struct p11ca_errmsg *em);
+/* r has passed store_cert_rec_check. */
+void store_cert_from_rec(const p11ca_storage_v1_CertRecord *r, struct store_cert *out);
+void store_expiry_key(uint8_t key[STORE_KEY_EXPIRY], int64_t not_after, uint32_t ca_id,
+		      const uint8_t serial[STORE_SERIAL_LEN]);
+/* Write crec into certs and by_expiry, and srec (state ISSUED) into serials; drop the
+ * intent if there is one. Every check has passed. */
+P11CA_MUST_CHECK enum p11ca_err store_cert_write(struct store_txn *txn,
+						 p11ca_storage_v1_SerialRecord *srec,
+						 const p11ca_storage_v1_CertRecord *crec,
+						 struct p11ca_errmsg *em);
+
 /* DER helper: one TLV at the start of p[0..len) with a definite length in DER form. */
 bool store_der_tlv(const uint8_t *p, size_t len, uint8_t *tag, const uint8_t **content,
 		   size_t *content_len, size_t *total);
+
+/* The parts of a Certificate storage checks; pointers into the caller's DER. */
+struct store_der_cert {
+	const uint8_t *tbs; /* the whole TBSCertificate TLV */
+	size_t tbs_len;
+	const uint8_t *serial; /* the serialNumber INTEGER's content octets (1 or more) */
+	size_t serial_len;
+};
+/* der is exactly one SEQUENCE holding a TBS SEQUENCE with a serial INTEGER; `name` names
+ * the certificate in the INVALID_ARG message. */
+P11CA_MUST_CHECK enum p11ca_err store_der_cert_parse(const uint8_t *der, size_t der_len,
+						     const char *name, struct store_der_cert *out,
+						     struct p11ca_errmsg *em);
+P11CA_MUST_CHECK enum p11ca_err store_sha256(const uint8_t *p, size_t len,
+					     uint8_t md[STORE_SHA256_LEN], struct p11ca_errmsg *em);
+
+/* ---- watchers.c -------------------------------------------------------------------- */
+
+/* Check watchers (count, addresses, duplicates) and copy them into rec. */
+P11CA_MUST_CHECK enum p11ca_err store_watchers_to_rec(const struct store_watcher *w, size_t n,
+						      p11ca_storage_v1_CertRecord *rec,
+						      struct p11ca_errmsg *em);
 
 #endif

@@ -383,6 +383,14 @@ static void test_soft_quota(void **state)
 	ca->state = STORE_CA_ACTIVE;
 	assert_int_equal(store_ca_put(txn, ca, NULL), P11CA_E_STORAGE_FULL);
 	free(ca);
+	/* An import is issuance too. */
+	static const uint8_t short_serial[] = {0x42};
+	uint8_t padded[STORE_SERIAL_LEN] = {0};
+	padded[STORE_SERIAL_LEN - 1] = 0x42;
+	size_t ilen = tu_cert_make_int(short_serial, 1, 4, der, sizeof(der), tbs_sha256);
+	assert_int_equal(
+		store_cert_import(txn, id, padded, der, ilen, 5, NULL, NULL, NULL, 0, NULL),
+		P11CA_E_STORAGE_FULL);
 
 	/* What was accepted earlier completes; revocation and audit still fit. */
 	size_t len = tu_cert_make(pending, 16, der, sizeof(der), tbs_sha256);

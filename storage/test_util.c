@@ -99,14 +99,21 @@ static size_t der_hdr(uint8_t *p, uint8_t tag, size_t len)
 size_t tu_cert_make(const uint8_t serial[STORE_SERIAL_LEN], size_t pad, uint8_t *der, size_t cap,
 		    uint8_t tbs_sha256[STORE_SHA256_LEN])
 {
+	return tu_cert_make_int(serial, STORE_SERIAL_LEN, pad, der, cap, tbs_sha256);
+}
+
+size_t tu_cert_make_int(const uint8_t *serial, size_t serial_len, size_t pad, uint8_t *der,
+			size_t cap, uint8_t tbs_sha256[STORE_SHA256_LEN])
+{
 	uint8_t tbs_body[600];
 	size_t n = 0;
 	assert_true(pad <= 500);
 	memcpy(tbs_body, "\xa0\x03\x02\x01\x02", 5); /* [0] version v3 */
 	n = 5;
-	n += der_hdr(tbs_body + n, 0x02, STORE_SERIAL_LEN);
-	memcpy(tbs_body + n, serial, STORE_SERIAL_LEN);
-	n += STORE_SERIAL_LEN;
+	assert_true(serial_len <= 40);
+	n += der_hdr(tbs_body + n, 0x02, serial_len);
+	memcpy(tbs_body + n, serial, serial_len);
+	n += serial_len;
 	n += der_hdr(tbs_body + n, 0x04, pad);
 	memset(tbs_body + n, 0x5a, pad);
 	n += pad;
@@ -142,11 +149,17 @@ void tu_intent(struct store_txn *txn, uint32_t ca_id, uint8_t serial[STORE_SERIA
 void tu_issue(struct store_txn *txn, uint32_t ca_id, int64_t not_after,
 	      uint8_t serial[STORE_SERIAL_LEN])
 {
+	tu_issue_profile(txn, ca_id, not_after, "server", serial);
+}
+
+void tu_issue_profile(struct store_txn *txn, uint32_t ca_id, int64_t not_after, const char *profile,
+		      uint8_t serial[STORE_SERIAL_LEN])
+{
 	uint8_t der[1024], tbs_sha256[STORE_SHA256_LEN];
 	struct p11ca_errmsg em = {0};
 	tu_intent(txn, ca_id, serial);
 	size_t len = tu_cert_make(serial, 16, der, sizeof(der), tbs_sha256);
-	if (store_cert_put(txn, ca_id, serial, der, len, not_after, "server", &em) != P11CA_OK)
+	if (store_cert_put(txn, ca_id, serial, der, len, not_after, profile, &em) != P11CA_OK)
 		fail_msg("store_cert_put: %s", p11ca_errmsg_text(&em));
 	tu_audit(txn, "issue");
 }

@@ -27,9 +27,15 @@ uint32_t tu_ca_add(struct store_txn *txn, const char *name, uint32_t parent_id);
 size_t tu_cert_make(const uint8_t serial[STORE_SERIAL_LEN], size_t pad, uint8_t *der, size_t cap,
 		    uint8_t tbs_sha256[STORE_SHA256_LEN]);
 
+/* The same with a serialNumber INTEGER of serial_len content octets (import tests). */
+size_t tu_cert_make_int(const uint8_t *serial, size_t serial_len, size_t pad, uint8_t *der,
+			size_t cap, uint8_t tbs_sha256[STORE_SHA256_LEN]);
+
 /* Draw a serial, record the intent, store the certificate and audit it, in txn. */
 void tu_issue(struct store_txn *txn, uint32_t ca_id, int64_t not_after,
 	      uint8_t serial[STORE_SERIAL_LEN]);
+void tu_issue_profile(struct store_txn *txn, uint32_t ca_id, int64_t not_after, const char *profile,
+		      uint8_t serial[STORE_SERIAL_LEN]);
 
 /* Intent only (audited), for orphan tests. */
 void tu_intent(struct store_txn *txn, uint32_t ca_id, uint8_t serial[STORE_SERIAL_LEN]);

@@ -11,3 +11,10 @@ TEST_SCRIPTS += tests/bench/test_bench_quick.sh
 BENCHES += p11ca-bench-rpc
 p11ca-bench-rpc_SRCS := tests/bench/rpc_bench.c tests/bench/rpc_daemon.c tests/bench/rpc_load.c \
                         tests/bench/rpc_bare.c tests/bench/rpc_report.c tests/bench/bench.c
+
+# storage/ at a million certificates: serial lookups and `cert list` pages (p50/p99).
+BENCHES += p11ca-bench-store
+p11ca-bench-store_SRCS := tests/bench/store_bench.c tests/bench/store_fill.c \
+                          tests/bench/store_report.c tests/bench/bench.c
+# Smoke run at 10,000 certificates (under a second): the table is complete and correct.
+TEST_SCRIPTS += tests/bench/test_store_bench.sh
