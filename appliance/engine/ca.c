@@ -13,13 +13,13 @@
 #include <openssl/crypto.h>
 #include <openssl/x509v3.h>
 
-#include "appliance/engine/engine_internal.h"
+#include "appliance/engine/plan.h"
 #include "hsm/signer.h"
 
 #define CA_LABEL_MAX 64
 #define CA_DAYS_MAX  (100 * 366) /* as for leaves: past it, years stop meaning anything */
 
-static bool ca_name_valid(const char *name)
+bool engine_ca_name_valid(const char *name)
 {
 	size_t n = strlen(name);
 	if (n == 0 || n > STORE_CA_NAME_MAX)
@@ -71,7 +71,8 @@ static enum p11ca_err activate_job_fn(struct store_txn *txn, void *arg, struct p
 static enum p11ca_err parent_check(const struct engine_ca *parent, const struct engine_ca_init *in,
 				   int *path_length, struct p11ca_errmsg *em)
 {
-	if (parent->rec.state != STORE_CA_ACTIVE || parent->cert == NULL)
+	if ((parent->rec.state != STORE_CA_ACTIVE && parent->rec.state != STORE_CA_DISABLED) ||
+	    parent->cert == NULL)
 		return p11ca_fail(em, P11CA_E_POLICY, "parent CA %s is not active",
 				  parent->rec.name);
 	if (engine_asn1_time(X509_get0_notAfter(parent->cert)) <= engine_now())
@@ -93,26 +94,112 @@ static enum p11ca_err parent_check(const struct engine_ca *parent, const struct 
 	return P11CA_OK;
 }
 
-enum p11ca_err engine_ca_create(struct engine *eng, const struct engine_ca_init *in,
-				struct engine_ca *out, struct p11ca_errmsg *em)
+/* Refuse before the key exists what the issuer chain's nameConstraints forbid (the new
+ * CA's subject DN): checked on a TBS over a throwaway software key, since a refusal after
+ * generation would leave an unused key on the token. */
+static enum p11ca_err ca_constraints_probe(struct x509_cert_spec *spec, X509 *const *chain,
+					   size_t n, struct p11ca_errmsg *em)
+{
+	static const uint8_t probe_serial[1] = {1};
+	bool constrained = false;
+	for (size_t i = 0; i < n; i++)
+		constrained |= X509_get_ext_by_NID(chain[i], NID_name_constraints, -1) >= 0;
+	if (!constrained)
+		return P11CA_OK;
+	EVP_PKEY *probe = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+	X509 *tbs = NULL;
+	uint8_t *der = NULL;
+	size_t len = 0;
+	if (probe == NULL)
+		return p11ca_fail(em, P11CA_E_NOMEM, "out of memory");
+	spec->public_key = probe;
+	spec->serial = probe_serial;
+	spec->serial_len = sizeof(probe_serial);
+	enum p11ca_err err = x509_cert_tbs(spec, &tbs, &der, &len, em);
+	if (err == P11CA_OK)
+		err = x509_check_name_constraints(tbs, chain, n, em);
+	spec->public_key = NULL;
+	spec->serial = NULL;
+	spec->serial_len = 0;
+	X509_free(tbs);
+	OPENSSL_free(der);
+	EVP_PKEY_free(probe);
+	return err;
+}
+
+/* What ca_create reads from storage before anything is generated. */
+struct ca_inputs {
+	struct engine_ca parent;
+	p11ca_v1_CaSettings parent_settings;
+	struct store_ca scratch;
+	X509 *chain[ENGINE_CHAIN_MAX];
+	size_t n_chain;
+};
+
+static enum p11ca_err ca_inputs_load(struct engine *eng, const struct engine_ca_init *in,
+				     struct ca_inputs *ci, int *path_length,
+				     struct p11ca_errmsg *em)
+{
+	struct store_txn *txn = NULL;
+	struct p11ca_errmsg ignored;
+	P11CA_GUARD(store_txn_begin(eng->st, STORE_TXN_READ, &txn, em));
+	enum p11ca_err err = P11CA_OK,
+		       exists = store_ca_get_by_name(txn, in->name, &ci->scratch, &ignored);
+	if (exists == P11CA_OK)
+		err = p11ca_fail(em, P11CA_E_STORAGE_EXISTS,
+				 "a CA named %s exists already: pick another name", in->name);
+	else if (exists != P11CA_E_STORAGE_NOT_FOUND)
+		err = p11ca_fail(em, exists, "%s", p11ca_errmsg_text(&ignored));
+	if (err == P11CA_OK && in->parent != NULL && in->parent[0] != '\0') {
+		err = engine_ca_select(&eng->ca_cache, txn, in->parent, &ci->parent, em);
+		if (err == P11CA_OK)
+			err = parent_check(&ci->parent, in, path_length, em);
+		if (err == P11CA_OK)
+			err = engine_ca_settings_get(&ci->parent.rec, &ci->parent_settings, em);
+		if (err == P11CA_OK &&
+		    (!ci->parent_settings.enabled || ci->parent.rec.state == STORE_CA_DISABLED))
+			err = p11ca_fail(em, P11CA_E_POLICY,
+					 "parent CA %s is disabled: enable it with p11ca ca edit "
+					 "%s --enable",
+					 ci->parent.rec.name, ci->parent.rec.name);
+		if (err == P11CA_OK)
+			err = engine_plan_chain_load(txn, ci->parent.rec.id, ci->chain,
+						     &ci->n_chain, em);
+	}
+	store_txn_abort(&txn);
+	return err;
+}
+
+static void ca_inputs_free(struct ca_inputs **pci)
+{
+	if (*pci == NULL)
+		return;
+	engine_ca_clear(&(*pci)->parent);
+	engine_plan_chain_free((*pci)->chain, &(*pci)->n_chain);
+	OPENSSL_free(*pci);
+	*pci = NULL;
+}
+
+static enum p11ca_err ca_create(struct engine *eng, const struct engine_ca_init *in,
+				const p11ca_v1_CaInitRequest *opt, struct engine_ca *out,
+				struct p11ca_errmsg *em)
 {
 	struct engine *e = eng;
-	struct engine_ca *parent = OPENSSL_zalloc(sizeof(*parent));
-	struct store_ca *scratch = OPENSSL_zalloc(sizeof(*scratch));
-	struct store_txn *txn = NULL;
+	struct ca_inputs *ci = OPENSSL_zalloc(sizeof(*ci));
+	struct engine_ca_options opts = {0};
 	X509_NAME *subject = NULL;
 	EVP_PKEY *pub = NULL;
 	struct engine_issue is = {0};
-	char label[CA_LABEL_MAX + 1], uri[SIGNER_URI_MAX];
+	char label[CA_LABEL_MAX + 1], uri[SIGNER_URI_MAX], pserial[2 * 32 + 1] = "";
 	int path_length = in->has_path_length ? (int)in->path_length : -1;
 	enum p11ca_err err;
 
 	memset(out, 0, sizeof(*out));
-	if (parent == NULL || scratch == NULL) {
+	if (ci == NULL) {
 		err = p11ca_fail(em, P11CA_E_NOMEM, "out of memory");
 		goto out;
 	}
-	if (!ca_name_valid(in->name)) {
+	if (!engine_ca_name_valid(in->name)) {
 		err = p11ca_fail(em, P11CA_E_INVALID_ARG,
 				 "CA name '%.64s' is not allowed: 1-64 of A-Z a-z 0-9 . _ -",
 				 in->name);
@@ -133,43 +220,39 @@ enum p11ca_err engine_ca_create(struct engine *eng, const struct engine_ca_init 
 		goto out;
 	}
 	err = x509_name_parse(in->subject, &subject, em);
+	if (err == P11CA_OK)
+		err = ca_inputs_load(e, in, ci, &path_length, em);
 	if (err != P11CA_OK)
 		goto out;
-
-	err = store_txn_begin(e->st, STORE_TXN_READ, &txn, em);
-	if (err == P11CA_OK) {
-		struct p11ca_errmsg ignored;
-		enum p11ca_err exists = store_ca_get_by_name(txn, in->name, scratch, &ignored);
-		if (exists == P11CA_OK)
-			err = p11ca_fail(em, P11CA_E_STORAGE_EXISTS,
-					 "a CA named %s exists already: pick another name",
-					 in->name);
-		else if (exists != P11CA_E_STORAGE_NOT_FOUND)
-			err = p11ca_fail(em, exists, "%s", p11ca_errmsg_text(&ignored));
-	}
-	if (err == P11CA_OK && in->parent != NULL && in->parent[0] != '\0') {
-		err = engine_ca_select(&eng->ca_cache, txn, in->parent, parent, em);
-		if (err == P11CA_OK)
-			err = parent_check(parent, in, &path_length, em);
-	}
-	store_txn_abort(&txn);
-	if (err != P11CA_OK)
-		goto out;
+	struct engine_ca *parent = &ci->parent;
 	bool root = parent->rec.id == 0;
 	enum hsm_key_type issuer_type = root ? in->key_type : parent->key_type;
-	enum hsm_sig_alg alg =
-		in->alg != HSM_SIG_UNSPECIFIED ? in->alg : hsm_sig_alg_default(issuer_type);
-	if (!hsm_sig_alg_fits(alg, issuer_type)) {
-		err = p11ca_fail(em, P11CA_E_INVALID_ARG,
-				 "signature algorithm %s does not fit the issuer's %s key",
-				 hsm_sig_alg_name(alg) ? hsm_sig_alg_name(alg) : "?",
-				 hsm_key_type_name(issuer_type));
+	enum hsm_sig_alg alg = in->alg;
+	if (alg == HSM_SIG_UNSPECIFIED && !root)
+		alg = (enum hsm_sig_alg)ci->parent_settings.signature_algorithm;
+	if (alg == HSM_SIG_UNSPECIFIED || (unsigned)alg > HSM_SIG_ED25519)
+		alg = in->alg != HSM_SIG_UNSPECIFIED ? in->alg : hsm_sig_alg_default(issuer_type);
+	char whose[STORE_CA_NAME_MAX + 16];
+	snprintf(whose, sizeof(whose), root ? "the new CA's" : "parent CA %s's", parent->rec.name);
+	err = engine_alg_for_key(alg, issuer_type, whose, em);
+	if (err != P11CA_OK)
 		goto out;
+	if (!root) {
+		const ASN1_INTEGER *sn = X509_get0_serialNumber(parent->cert);
+		engine_hex_format(sn->data, sn->length > 32 ? 32 : (size_t)sn->length, pserial);
 	}
+	struct engine_ext_issuer issuer = {
+		.name = root ? in->name : parent->rec.name,
+		.serial = root ? NULL : pserial,
+	};
+	err = engine_ca_options_build(e->cfg, opt, root ? NULL : &ci->parent_settings, &issuer,
+				      in->key_type, alg, &opts, em);
+	if (err != P11CA_OK)
+		goto out;
 	int64_t now = engine_now();
 	unsigned days = in->expires_days != 0 ? in->expires_days : e->cfg->ca_expires_days;
 	/* Checked before the key exists: a refusal after generation leaves a PENDING CA and
-	 * an orphan key on the token. The bound is the leaves' (cert.c). */
+	 * an orphan key on the token. The bound is the leaves' (plan.c). */
 	if (days == 0 || days > CA_DAYS_MAX) {
 		err = p11ca_fail(em, P11CA_E_INVALID_ARG,
 				 "%u days is not a CA validity: give 1 to %u days", days,
@@ -177,11 +260,8 @@ enum p11ca_err engine_ca_create(struct engine *eng, const struct engine_ca_init 
 		goto out;
 	}
 	int64_t not_after = now + (int64_t)days * ENGINE_DAY;
-	if (!root) {
-		int64_t limit = engine_asn1_time(X509_get0_notAfter(parent->cert));
-		if (not_after > limit)
-			not_after = limit; /* intermediates end with their parent */
-	}
+	if (!root && not_after > parent->not_after)
+		not_after = parent->not_after; /* intermediates end with their parent */
 	ASN1_TIME *probe = ASN1_TIME_set(NULL, (time_t)not_after);
 	bool encodes = probe != NULL;
 	ASN1_TIME_free(probe);
@@ -192,11 +272,27 @@ enum p11ca_err engine_ca_create(struct engine *eng, const struct engine_ca_init 
 			(long long)not_after);
 		goto out;
 	}
-	err = engine_signing_ready(e, em);
+	struct x509_cert_spec spec = {
+		.subject = subject,
+		.not_before = now - ENGINE_CLOCK_SKEW,
+		.not_after = not_after,
+		.alg = alg,
+		.issuer = root ? NULL : parent->cert,
+		.is_ca = true,
+		.path_length = path_length,
+		.key_usage =
+			X509v3_KU_KEY_CERT_SIGN | X509v3_KU_CRL_SIGN | X509v3_KU_DIGITAL_SIGNATURE,
+		.key_usage_critical = true,
+		.ext = &opts.ext.spec,
+	};
+	err = ca_constraints_probe(&spec, ci->chain, ci->n_chain, em);
+	if (err == P11CA_OK)
+		err = engine_signing_ready(e, em);
 	if (err == P11CA_OK)
 		err = signer_key_generate(e->signer, in->key_type, label, uri, &pub, em);
 	if (err != P11CA_OK)
 		goto out;
+	spec.public_key = pub;
 
 	/* From here on the key exists: record it before anything else can fail. */
 	struct store_ca *rec = &out->rec;
@@ -212,24 +308,14 @@ enum p11ca_err engine_ca_create(struct engine *eng, const struct engine_ca_init 
 	snprintf(rec->key_uri, sizeof(rec->key_uri), "%s", uri);
 	rec->parent_id = parent->rec.id;
 	rec->state = STORE_CA_PENDING;
+	snprintf(opts.settings->key_uri, sizeof(opts.settings->key_uri), "%.511s", uri);
+	err = engine_ca_settings_set(rec, opts.settings, em);
 	struct pending_job pj = {rec, in->actor};
-	err = commit_run(e->commit, pending_job_fn, &pj, em);
+	if (err == P11CA_OK)
+		err = commit_run(e->commit, pending_job_fn, &pj, em);
 	if (err != P11CA_OK)
 		goto out;
 
-	struct x509_cert_spec spec = {
-		.subject = subject,
-		.public_key = pub,
-		.not_before = now - ENGINE_CLOCK_SKEW,
-		.not_after = not_after,
-		.alg = alg,
-		.issuer = root ? NULL : parent->cert,
-		.is_ca = true,
-		.path_length = path_length,
-		.key_usage =
-			X509v3_KU_KEY_CERT_SIGN | X509v3_KU_CRL_SIGN | X509v3_KU_DIGITAL_SIGNATURE,
-		.key_usage_critical = true,
-	};
 	is = (struct engine_issue){
 		.ca_id = root ? rec->id : parent->rec.id,
 		.key_uri = root ? rec->key_uri : parent->rec.key_uri,
@@ -252,7 +338,7 @@ enum p11ca_err engine_ca_create(struct engine *eng, const struct engine_ca_init 
 	char details[256];
 	snprintf(details, sizeof(details), "%s %s, parent %s", hsm_key_type_name(in->key_type),
 		 label, root ? "(root)" : parent->rec.name);
-	struct activate_job aj = {rec->id, is.der, is.der_len, in->actor, details, scratch};
+	struct activate_job aj = {rec->id, is.der, is.der_len, in->actor, details, &ci->scratch};
 	err = commit_run(e->commit, activate_job_fn, &aj, em);
 	if (err == P11CA_OK)
 		rec->state = STORE_CA_ACTIVE;
@@ -265,11 +351,15 @@ out:
 	engine_issue_clear(&is);
 	EVP_PKEY_free(pub);
 	X509_NAME_free(subject);
-	if (parent != NULL)
-		engine_ca_clear(parent);
-	OPENSSL_free(parent);
-	OPENSSL_free(scratch);
+	engine_ca_options_clear(&opts);
+	ca_inputs_free(&ci);
 	return err;
+}
+
+enum p11ca_err engine_ca_create(struct engine *eng, const struct engine_ca_init *in,
+				struct engine_ca *out, struct p11ca_errmsg *em)
+{
+	return ca_create(eng, in, NULL, out, em);
 }
 
 enum p11ca_err engine_op_ca_init(struct engine_call *c, p11ca_v1_Request *req,
@@ -301,7 +391,7 @@ enum p11ca_err engine_op_ca_init(struct engine_call *c, p11ca_v1_Request *req,
 		.expires_days = r->expires_days,
 		.alg = (enum hsm_sig_alg)r->signature_algorithm,
 	};
-	err = engine_ca_create(c->eng, &in, ca, em);
+	err = ca_create(c->eng, &in, r, ca, em);
 	if (err == P11CA_OK)
 		err = store_txn_begin(c->eng->st, STORE_TXN_READ, &txn, em);
 	if (err == P11CA_OK)
@@ -430,6 +520,8 @@ enum p11ca_err engine_op_ca_view(struct engine_call *c, p11ca_v1_Request *req,
 		    P11CA_OK)
 			out->crl_next_update = crl.next_update;
 		out->has_ca = true;
+		err = engine_ca_settings_get(&ca->rec, &out->settings, em);
+		out->has_settings = err == P11CA_OK;
 		out->certificates_issued = n.issued;
 		out->certificates_revoked = n.revoked;
 		memcpy(out->certificate_der.bytes, ca->rec.cert_der, ca->rec.cert_der_len);

@@ -7,170 +7,114 @@
 
 #include <openssl/x509v3.h>
 
-#include "appliance/engine/engine_internal.h"
+#include "appliance/engine/plan.h"
 
-/* What the request and the profile decided, before any serial is drawn. */
-struct sign_plan {
-	X509_REQ *csr;
-	EVP_PKEY *pub;
-	X509_NAME *subject;
-	GENERAL_NAMES *sans;
-	const struct p11cad_profile *profile;
-	int64_t not_before, not_after;
-};
-
-static void sign_plan_clear(struct sign_plan *p)
+enum p11ca_err engine_watchers_parse(const char (*addrs)[255], size_t n, struct store_watcher *out,
+				     size_t *n_out, struct p11ca_errmsg *em)
 {
-	X509_REQ_free(p->csr);
-	EVP_PKEY_free(p->pub);
-	X509_NAME_free(p->subject);
-	GENERAL_NAMES_free(p->sans);
-	memset(p, 0, sizeof(*p));
-}
-
-static void time_text(int64_t t, char out[32])
-{
-	time_t tt = (time_t)t;
-	struct tm tm;
-	if (gmtime_r(&tt, &tm) == NULL || strftime(out, 32, "%Y-%m-%d %H:%M:%S UTC", &tm) == 0)
-		snprintf(out, 32, "%lld", (long long)t);
-}
-
-/* Only DNS names and IP addresses are taken from a CSR: its other extensions are ignored. */
-static enum p11ca_err sans_from_csr(X509_REQ *csr, GENERAL_NAMES *sans, struct p11ca_errmsg *em)
-{
-	STACK_OF(X509_EXTENSION) *exts = X509_REQ_get_extensions(csr);
-	GENERAL_NAMES *req_sans = NULL;
-	enum p11ca_err err = P11CA_OK;
-	int i = exts != NULL ? X509v3_get_ext_by_NID(exts, NID_subject_alt_name, -1) : -1;
-	if (i >= 0)
-		req_sans = X509V3_EXT_d2i(sk_X509_EXTENSION_value(exts, i));
-	for (int k = 0; req_sans != NULL && k < sk_GENERAL_NAME_num(req_sans); k++) {
-		GENERAL_NAME *gn = sk_GENERAL_NAME_value(req_sans, k);
-		if (gn->type != GEN_DNS && gn->type != GEN_IPADD)
-			continue;
-		GENERAL_NAME *dup = GENERAL_NAME_dup(gn);
-		if (dup == NULL || sk_GENERAL_NAME_push(sans, dup) <= 0) {
-			GENERAL_NAME_free(dup);
-			err = p11ca_fail(em, P11CA_E_NOMEM, "out of memory copying names");
-			break;
-		}
-	}
-	GENERAL_NAMES_free(req_sans);
-	sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
-	return err;
-}
-
-static bool sans_have_dns(const GENERAL_NAMES *sans, const char *name)
-{
-	for (int k = 0; k < sk_GENERAL_NAME_num(sans); k++) {
-		const GENERAL_NAME *gn = sk_GENERAL_NAME_value(sans, k);
-		if (gn->type != GEN_DNS)
-			continue;
-		const ASN1_IA5STRING *s = gn->d.dNSName;
-		if ((size_t)s->length == strlen(name) &&
-		    strncasecmp((const char *)s->data, name, (size_t)s->length) == 0)
-			return true;
-	}
-	return false;
-}
-
-/* A CN that is a hostname also goes into the SANs: clients match names only there. */
-static enum p11ca_err cn_to_san(const X509_NAME *subject, GENERAL_NAMES *sans, bool *has_cn,
-				struct p11ca_errmsg *em)
-{
-	int i = X509_NAME_get_index_by_NID(subject, NID_commonName, -1);
-	*has_cn = i >= 0;
-	if (i < 0)
-		return P11CA_OK;
-	unsigned char *utf8 = NULL;
-	int n = ASN1_STRING_to_UTF8(&utf8,
-				    X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, i)));
-	if (n <= 0)
-		return p11ca_fail(em, P11CA_E_INVALID_ARG, "the subject's CN is not valid text");
-	char text[300];
-	GENERAL_NAME *gn = NULL;
-	struct p11ca_errmsg ignored;
-	enum p11ca_err err = P11CA_OK;
-	if ((size_t)n < sizeof(text) - 4 && memchr(utf8, '\0', (size_t)n) == NULL &&
-	    memchr(utf8, ':', (size_t)n) == NULL) {
-		snprintf(text, sizeof(text), "DNS:%.*s", n, (const char *)utf8);
-		if (x509_san_parse(text, &gn, &ignored) == P11CA_OK &&
-		    !sans_have_dns(sans, text + 4)) {
-			if (sk_GENERAL_NAME_push(sans, gn) <= 0)
-				err = p11ca_fail(em, P11CA_E_NOMEM, "out of memory adding the CN");
-			else
-				gn = NULL;
-		}
-	}
-	GENERAL_NAME_free(gn);
-	OPENSSL_free(utf8);
-	return err;
-}
-
-static enum p11ca_err sign_validate(struct engine_call *c, const p11ca_v1_CertSignRequest *r,
-				    const struct engine_ca *ca, struct sign_plan *p,
-				    struct p11ca_errmsg *em)
-{
-	const struct p11cad_config *cfg = c->eng->cfg;
-	const char *pname = r->profile[0] != '\0' ? r->profile : cfg->default_profile;
-	p->profile = p11cad_config_profile(cfg, pname);
-	if (p->profile == NULL)
-		return p11ca_fail(em, P11CA_E_STORAGE_NOT_FOUND,
-				  "no enabled profile '%.64s': see [profile] in the configuration",
-				  pname);
-	if (ca->rec.state != STORE_CA_ACTIVE || ca->cert == NULL)
-		return p11ca_fail(em, P11CA_E_POLICY, "CA %s is not active: it cannot issue",
-				  ca->rec.name);
-	int64_t now = engine_now();
-	int64_t ca_end = ca->not_after;
-	if (ca_end <= now)
-		return p11ca_fail(em, P11CA_E_POLICY, "CA %s has expired: it cannot issue",
-				  ca->rec.name);
-
-	P11CA_GUARD(x509_csr_load(r->csr.bytes, r->csr.size, NULL, &p->csr, &p->pub, em));
-	if (r->subject[0] != '\0')
-		P11CA_GUARD(x509_name_parse(r->subject, &p->subject, em));
-	else if ((p->subject = X509_NAME_dup(X509_REQ_get_subject_name(p->csr))) == NULL)
-		return p11ca_fail(em, P11CA_E_NOMEM, "out of memory copying the subject");
-
-	if ((p->sans = sk_GENERAL_NAME_new_null()) == NULL)
-		return p11ca_fail(em, P11CA_E_NOMEM, "out of memory");
-	for (pb_size_t i = 0; i < r->sans_count; i++) {
+	*n_out = 0;
+	for (size_t i = 0; i < n; i++) {
+		const char *addr = addrs[i];
+		char text[8 + STORE_EMAIL_MAX + 1];
 		GENERAL_NAME *gn = NULL;
-		P11CA_GUARD(x509_san_parse(r->sans[i], &gn, em));
-		if (sk_GENERAL_NAME_push(p->sans, gn) <= 0) {
-			GENERAL_NAME_free(gn);
-			return p11ca_fail(em, P11CA_E_NOMEM, "out of memory");
-		}
-	}
-	if (r->sans_count == 0)
-		P11CA_GUARD(sans_from_csr(p->csr, p->sans, em));
-	bool has_cn = false;
-	P11CA_GUARD(cn_to_san(p->subject, p->sans, &has_cn, em));
-	if (!has_cn && sk_GENERAL_NAME_num(p->sans) == 0)
-		return p11ca_fail(em, P11CA_E_INVALID_ARG,
-				  "the certificate would name nobody: give a subject with a CN or "
-				  "at least one SAN");
-
-	unsigned days = r->expires_days != 0		? r->expires_days
-			: p->profile->expires_days != 0 ? p->profile->expires_days
-							: cfg->cert_expires_days;
-	if (days > 100 * 366)
-		return p11ca_fail(em, P11CA_E_INVALID_ARG, "%u days is not a validity", days);
-	p->not_before = now - ENGINE_CLOCK_SKEW;
-	p->not_after = now + (int64_t)days * ENGINE_DAY;
-	if (p->not_after > ca_end) {
-		char end[32], want[32];
-		time_text(ca_end, end);
-		time_text(p->not_after, want);
-		return p11ca_fail(em, P11CA_E_INVALID_ARG,
-				  "the certificate would expire %s, after CA %s (%s): ask for at "
-				  "most %lld days",
-				  want, ca->rec.name, end,
-				  (long long)((ca_end - now) / ENGINE_DAY));
+		struct p11ca_errmsg ignored;
+		size_t len = strnlen(addr, 255);
+		/* x509_san_parse holds an address to what a certificate may carry: an addr-spec
+		 * with a dot-atom local part and a checked domain. */
+		bool ok = len > 0 && len <= STORE_EMAIL_MAX &&
+			  snprintf(text, sizeof(text), "email:%s", addr) < (int)sizeof(text) &&
+			  x509_san_parse(text, &gn, &ignored) == P11CA_OK;
+		GENERAL_NAME_free(gn);
+		if (!ok)
+			return p11ca_fail(em, P11CA_E_INVALID_ARG,
+					  "watcher '%.254s' is not an email address: give one like "
+					  "user@example.com",
+					  addr);
+		bool dup = false;
+		for (size_t k = 0; k < *n_out && !dup; k++)
+			dup = strcasecmp(out[k].email, addr) == 0;
+		if (dup)
+			continue;
+		if (*n_out == STORE_WATCHERS_MAX)
+			return p11ca_fail(em, P11CA_E_INVALID_ARG,
+					  "more than %d watchers: give fewer addresses",
+					  STORE_WATCHERS_MAX);
+		memset(&out[*n_out], 0, sizeof(out[0]));
+		snprintf(out[*n_out].email, sizeof(out[0].email), "%s", addr);
+		(*n_out)++;
 	}
 	return P11CA_OK;
+}
+
+enum p11ca_err engine_cert_issue(struct engine_call *c, const struct engine_ca *ca,
+				 const struct engine_plan_request *req,
+				 const struct engine_issue_extra *extra, p11ca_v1_CertSummary *sum,
+				 uint8_t *der_out, size_t der_cap, size_t *der_len,
+				 struct p11ca_errmsg *em)
+{
+	p11ca_v1_CaSettings *settings = OPENSSL_zalloc(sizeof(*settings));
+	struct store_txn *txn = NULL;
+	X509 *chain[ENGINE_CHAIN_MAX] = {NULL};
+	size_t n_chain = 0;
+	struct engine_plan *plan = NULL;
+	struct engine_issue is = {0};
+	enum p11ca_err err = P11CA_OK;
+
+	if (settings == NULL)
+		return p11ca_fail(em, P11CA_E_NOMEM, "out of memory");
+	if (engine_ca_is_management(c->eng, ca) && c->role != RPC_ROLE_ADMIN)
+		err = p11ca_fail(em, P11CA_E_PERMISSION,
+				 "only an admin may issue from the management CA '%s': p11cad's "
+				 "TLS trusts it (server and admin credentials); use another CA",
+				 ca->rec.name);
+	if (err == P11CA_OK)
+		err = engine_ca_settings_get(&ca->rec, settings, em);
+	if (err == P11CA_OK)
+		err = store_txn_begin(c->eng->st, STORE_TXN_READ, &txn, em);
+	if (err == P11CA_OK)
+		err = engine_plan_chain_load(txn, ca->rec.id, chain, &n_chain, em);
+	store_txn_abort(&txn);
+	if (err == P11CA_OK)
+		err = engine_plan_build(c->eng->cfg, ca, settings, chain, n_chain, req,
+					engine_now(), &plan, em);
+	if (err == P11CA_OK)
+		err = engine_signing_ready(c->eng, em);
+	if (err != P11CA_OK)
+		goto out;
+	is = (struct engine_issue){
+		.ca_id = ca->rec.id,
+		.key_uri = ca->rec.key_uri,
+		.issuer_der = ca->rec.cert_der,
+		.issuer_der_len = ca->rec.cert_der_len,
+		.spec = &plan->spec,
+		.profile = plan->profile->name,
+		.actor = c->actor,
+	};
+	err = engine_issue_run_extra(c->eng, &is, extra, em);
+	if (err != P11CA_OK)
+		goto out;
+	if (is.der_len > der_cap) {
+		err = p11ca_fail(
+			em, P11CA_E_PROTO_TOO_LARGE,
+			"the certificate (%zu bytes) was issued but does not fit the reply: "
+			"fetch it with p11ca cert export",
+			is.der_len);
+		goto out;
+	}
+	/* The TBS was built from spec and storage checked the DER against it: summarise from
+	 * spec rather than parse the certificate back (~0.1 ms per issuance). */
+	err = engine_cert_summary_issued(is.serial, &plan->spec, plan->profile->name, ca->rec.name,
+					 sum, em);
+	if (err != P11CA_OK)
+		goto out;
+	memcpy(der_out, is.der, is.der_len);
+	*der_len = is.der_len;
+out:
+	engine_issue_clear(&is);
+	engine_plan_free(&plan);
+	engine_plan_chain_free(chain, &n_chain);
+	OPENSSL_free(settings);
+	return err;
 }
 
 enum p11ca_err engine_op_cert_sign(struct engine_call *c, p11ca_v1_Request *req,
@@ -180,74 +124,44 @@ enum p11ca_err engine_op_cert_sign(struct engine_call *c, p11ca_v1_Request *req,
 	p11ca_v1_CertSignResponse *out = &resp->result.cert_sign;
 	struct engine_ca *ca = OPENSSL_zalloc(sizeof(*ca));
 	struct store_txn *txn = NULL;
-	struct sign_plan plan = {0};
-	struct engine_issue is = {0};
+	struct store_watcher watchers[STORE_WATCHERS_MAX];
+	size_t n_watchers = 0, der_len = 0;
+	const char *sans[64];
 	enum p11ca_err err;
 
-	if (ca == NULL) {
-		err = p11ca_fail(em, P11CA_E_NOMEM, "out of memory");
-		goto out;
-	}
-	err = store_txn_begin(c->eng->st, STORE_TXN_READ, &txn, em);
+	if (ca == NULL)
+		return p11ca_fail(em, P11CA_E_NOMEM, "out of memory");
+	err = engine_watchers_parse(r->watchers, r->watchers_count, watchers, &n_watchers, em);
+	if (err == P11CA_OK)
+		err = store_txn_begin(c->eng->st, STORE_TXN_READ, &txn, em);
 	if (err == P11CA_OK)
 		err = engine_ca_select(&c->eng->ca_cache, txn, r->ca, ca, em);
 	store_txn_abort(&txn);
-	if (err == P11CA_OK && engine_ca_is_management(c->eng, ca) && c->role != RPC_ROLE_ADMIN)
-		err = p11ca_fail(
-			em, P11CA_E_PERMISSION,
-			"only an admin may issue from the management CA '%s': p11cad's TLS "
-			"trusts it (server and admin credentials); use another CA",
-			ca->rec.name);
-	if (err == P11CA_OK)
-		err = sign_validate(c, r, ca, &plan, em);
-	if (err == P11CA_OK)
-		err = engine_signing_ready(c->eng, em);
 	if (err != P11CA_OK)
 		goto out;
-
-	const struct p11cad_profile *pr = plan.profile;
-	const char *eku[P11CAD_EKU_MAX];
-	for (size_t i = 0; i < pr->n_eku; i++)
-		eku[i] = pr->eku[i];
-	struct x509_cert_spec spec = {
-		.subject = plan.subject,
-		.public_key = plan.pub,
-		.spki = X509_REQ_get_X509_PUBKEY(plan.csr),
-		.not_before = plan.not_before,
-		.not_after = plan.not_after,
-		.alg = ca->alg,
-		.issuer = ca->cert,
-		.path_length = -1,
-		.key_usage = pr->key_usage,
-		.key_usage_critical = pr->key_usage_critical,
-		.eku = eku,
-		.n_eku = pr->n_eku,
-		.eku_critical = pr->eku_critical,
-		.sans = plan.sans,
+	for (pb_size_t i = 0; i < r->sans_count && i < 64; i++)
+		sans[i] = r->sans[i];
+	struct engine_plan_request pr = {
+		.profile = r->profile,
+		.subject = r->subject,
+		.sans = sans,
+		.n_sans = r->sans_count,
+		.csr = r->csr.bytes,
+		.csr_len = r->csr.size,
+		.expires_days = r->expires_days,
+		.alg = (enum hsm_sig_alg)r->signature_algorithm, /* same numbering */
+		.ext = r->has_extensions ? &r->extensions : NULL,
+		.no_cn_in_san = r->no_cn_in_san,
+		.no_san_to_cn = r->no_san_to_cn,
 	};
-	is = (struct engine_issue){
-		.ca_id = ca->rec.id,
-		.key_uri = ca->rec.key_uri,
-		.issuer_der = ca->rec.cert_der,
-		.issuer_der_len = ca->rec.cert_der_len,
-		.spec = &spec,
-		.profile = pr->name,
-		.actor = c->actor,
-	};
-	err = engine_issue_run(c->eng, &is, em);
-	if (err != P11CA_OK)
-		goto out;
-	/* The TBS was built from spec and storage checked the DER against it: summarise from
-	 * spec rather than parse the certificate back (~0.1 ms per issuance). */
-	err = engine_cert_summary_issued(is.serial, &spec, pr->name, ca->rec.name, &out->cert, em);
+	struct engine_issue_extra extra = {.watchers = watchers, .n_watchers = n_watchers};
+	err = engine_cert_issue(c, ca, &pr, &extra, &out->cert, out->certificate_der.bytes,
+				sizeof(out->certificate_der.bytes), &der_len, em);
 	if (err != P11CA_OK)
 		goto out;
 	out->has_cert = true;
-	memcpy(out->certificate_der.bytes, is.der, is.der_len);
-	out->certificate_der.size = (pb_size_t)is.der_len;
+	out->certificate_der.size = (pb_size_t)der_len;
 out:
-	engine_issue_clear(&is);
-	sign_plan_clear(&plan);
 	engine_ca_clear(ca);
 	OPENSSL_free(ca);
 	return err;
@@ -296,6 +210,12 @@ enum p11ca_err engine_op_cert_view(struct engine_call *c, p11ca_v1_Request *req,
 			goto out;
 		memcpy(out->certificate_der.bytes, cert->der, cert->der_len);
 		out->certificate_der.size = (pb_size_t)cert->der_len;
+		for (size_t i = 0; i < cert->n_watchers && i < STORE_WATCHERS_MAX; i++)
+			snprintf(out->watchers[i], sizeof(out->watchers[0]), "%s",
+				 cert->watchers[i].email);
+		out->watchers_count =
+			(pb_size_t)(cert->n_watchers < STORE_WATCHERS_MAX ? cert->n_watchers
+									  : STORE_WATCHERS_MAX);
 	} else if (info.state == STORE_SERIAL_ORPHAN) {
 		memcpy(out->cert.serial.bytes, info.serial, STORE_SERIAL_LEN);
 		out->cert.serial.size = STORE_SERIAL_LEN;

@@ -13,7 +13,7 @@
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 
-#include "appliance/engine/engine_internal.h"
+#include "appliance/engine/plan.h"
 #include "hsm/signer.h"
 
 /* Each draw collides with probability n / 2^158: reaching this many means the RNG is
@@ -111,14 +111,29 @@ static enum p11ca_err intent_commit(struct engine *eng, struct engine_issue *is,
 			  SERIAL_DRAWS_MAX);
 }
 
+struct cert_job {
+	struct engine_issue *is;
+	const struct engine_issue_extra *extra; /* may be NULL */
+};
+
+/* The certificate and what is kept beside it (watchers) land in one commit: a reply that
+ * says "issued" never leaves a certificate without the watchers it was asked with. */
 static enum p11ca_err cert_job_fn(struct store_txn *txn, void *arg, struct p11ca_errmsg *em)
 {
-	struct engine_issue *is = arg;
+	const struct cert_job *j = arg;
+	struct engine_issue *is = j->is;
+	const struct engine_issue_extra *x = j->extra;
 	char hex[2 * STORE_SERIAL_LEN + 1];
 	P11CA_GUARD(store_cert_put(txn, is->ca_id, is->serial, is->der, is->der_len, is->not_after,
 				   is->profile, em));
+	if (x != NULL && x->n_watchers > 0)
+		P11CA_GUARD(store_cert_watchers_set(txn, is->ca_id, is->serial, x->watchers,
+						    x->n_watchers, em));
 	engine_hex_format(is->serial, STORE_SERIAL_LEN, hex);
-	return store_audit_append(txn, "cert.issue", is->actor, hex, is->profile, NULL, em);
+	return store_audit_append(
+		txn, x != NULL && x->audit_event != NULL ? x->audit_event : "cert.issue", is->actor,
+		hex, x != NULL && x->audit_details != NULL ? x->audit_details : is->profile, NULL,
+		em);
 }
 
 struct failed_job {
@@ -161,6 +176,14 @@ void engine_issue_clear(struct engine_issue *is)
 enum p11ca_err engine_issue_run(struct engine *eng, struct engine_issue *is,
 				struct p11ca_errmsg *em)
 {
+	return engine_issue_run_extra(eng, is, NULL, em);
+}
+
+enum p11ca_err engine_issue_run_extra(struct engine *eng, struct engine_issue *is,
+				      const struct engine_issue_extra *extra,
+				      struct p11ca_errmsg *em)
+{
+	struct cert_job job = {is, extra};
 	struct tbs tbs = {0};
 	uint8_t sig[HSM_SIG_MAX];
 	size_t sig_len = 0;
@@ -202,7 +225,7 @@ enum p11ca_err engine_issue_run(struct engine *eng, struct engine_issue *is,
 		engine_issue_clear(is);
 		goto out;
 	}
-	err = commit_run(eng->commit, cert_job_fn, is, em);
+	err = commit_run(eng->commit, cert_job_fn, &job, em);
 	if (err != P11CA_OK)
 		engine_issue_clear(is);
 out:

@@ -12,7 +12,7 @@ engine_SRCS := appliance/engine/engine.c appliance/engine/dispatch.c \
                appliance/engine/watchers.c appliance/engine/profiles.c appliance/engine/notify.c
 
 UNIT_TESTS += appliance/engine/test_commit appliance/engine/test_status appliance/engine/test_select \
-              appliance/engine/test_ca_cache
+              appliance/engine/test_ca_cache appliance/engine/test_plan
 appliance/engine/test_commit_SRCS := storage/test_util.c
 appliance/engine/test_select_SRCS := storage/test_util.c
 

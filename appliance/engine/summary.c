@@ -89,7 +89,21 @@ enum p11ca_err engine_ca_summary(struct engine *eng, struct store_txn *txn,
 	out->not_before = engine_asn1_time(X509_get0_notBefore(ca->cert));
 	out->not_after = engine_asn1_time(X509_get0_notAfter(ca->cert));
 	out->key_type = (p11ca_v1_KeyType)ca->key_type;
-	out->signature_algorithm = (p11ca_v1_SignatureAlgorithm)ca->alg;
+	/* What the CA signs with unless told otherwise: its setting, else (a CA made before
+	 * settings existed) its key type's default. */
+	p11ca_v1_CaSettings *settings = OPENSSL_zalloc(sizeof(*settings));
+	if (settings == NULL)
+		return p11ca_fail(em, P11CA_E_NOMEM, "out of memory");
+	enum p11ca_err err = engine_ca_settings_get(&ca->rec, settings, em);
+	out->enabled = settings->enabled && ca->rec.state == STORE_CA_ACTIVE;
+	out->signature_algorithm =
+		settings->signature_algorithm !=
+				p11ca_v1_SignatureAlgorithm_SIGNATURE_ALGORITHM_UNSPECIFIED
+			? settings->signature_algorithm
+			: (p11ca_v1_SignatureAlgorithm)ca->alg;
+	OPENSSL_free(settings);
+	if (err != P11CA_OK)
+		return err;
 	long pathlen = X509_get_pathlen(ca->cert);
 	if (pathlen >= 0) {
 		out->has_path_length = true;
@@ -102,7 +116,9 @@ enum p11ca_err engine_ca_summary(struct engine *eng, struct store_txn *txn,
 	}
 
 	out->status = p11ca_v1_CaStatus_CA_STATUS_ACTIVE;
-	if (ca->rec.state != STORE_CA_ACTIVE)
+	/* A disabled CA is still an active one (it revokes and publishes CRLs): `enabled`
+	 * says whether it issues. */
+	if (ca->rec.state != STORE_CA_ACTIVE && ca->rec.state != STORE_CA_DISABLED)
 		out->status = p11ca_v1_CaStatus_CA_STATUS_KEY_UNAVAILABLE;
 	else if (out->not_after < engine_now())
 		out->status = p11ca_v1_CaStatus_CA_STATUS_EXPIRED;

@@ -21,6 +21,7 @@
 
 #include <cmocka.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
 #include <openssl/x509v3.h>
@@ -110,6 +111,9 @@ static int write_text(const char *path, const char *text, mode_t mode)
 
 static int engine_start(void);
 
+/* Runs after the token exists and before the engine starts (keys made outside p11ca). */
+static int (*before_engine)(void);
+
 static int suite_start(bool with_pin)
 {
 	struct p11ca_errmsg em = {0};
@@ -142,6 +146,8 @@ static int suite_start(bool with_pin)
 	S.in = calloc(1, sizeof(*S.in));
 	S.out = calloc(1, sizeof(*S.out));
 	if (S.in == NULL || S.out == NULL)
+		return -1;
+	if (before_engine != NULL && before_engine() != 0)
 		return -1;
 	return engine_start();
 }
@@ -295,7 +301,8 @@ static void ca_init(const char *name, const char *subject, const char *parent, u
 	*len = ci->certificate_der.size;
 }
 
-/* A P-256 CSR for `cn` with one DNS SAN and one email SAN (the latter must be dropped). */
+/* A P-256 CSR for `cn` asking for a DNS and an email SAN: neither may reach the
+ * certificate (nothing is copied from a CSR's extensions). */
 static size_t make_csr(const char *cn, bool with_san, uint8_t *out, size_t cap)
 {
 	EVP_PKEY *key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
@@ -308,7 +315,7 @@ static size_t make_csr(const char *cn, bool with_san, uint8_t *out, size_t cap)
 		STACK_OF(X509_EXTENSION) *exts = sk_X509_EXTENSION_new_null();
 		X509_EXTENSION *ext =
 			X509V3_EXT_conf_nid(NULL, NULL, NID_subject_alt_name,
-					    "DNS:alt.example.test,email:someone@example.test");
+					    "DNS:csr-only.example.test,email:someone@example.test");
 		assert_non_null(ext);
 		sk_X509_EXTENSION_push(exts, ext);
 		assert_int_equal(X509_REQ_add_extensions(req, exts), 1);
@@ -333,6 +340,11 @@ static p11ca_v1_CertSignRequest *sign_req_san(const char *ca, const char *cn, bo
 	snprintf(cs->ca, sizeof(cs->ca), "%s", ca);
 	cs->csr.size = (pb_size_t)make_csr(cn, with_san, cs->csr.bytes, sizeof(cs->csr.bytes));
 	cs->expires_days = 10; /* sub lives 30 days */
+	snprintf(cs->subject, sizeof(cs->subject), "CN=%s", cn);
+	if (with_san) {
+		snprintf(cs->sans[0], sizeof(cs->sans[0]), "alt.example.test");
+		cs->sans_count = 1;
+	}
 	return cs;
 }
 
@@ -412,7 +424,8 @@ static void test_issue_revoke_crl(void **state)
 	assert_int_equal(sr->cert.key_type, p11ca_v1_KeyType_KEY_TYPE_P256);
 	(void)cs;
 
-	/* The chain verifies with OpenSSL; the SANs are the CSR's DNS name plus the CN. */
+	/* The chain verifies with OpenSSL; the SANs are the CN and the request's, never the
+	 * CSR's. */
 	X509 *root = der_cert(S.root_der, S.root_len), *sub = der_cert(S.sub_der, S.sub_len);
 	X509 *leaf = der_cert(sr->certificate_der.bytes, sr->certificate_der.size);
 	X509_STORE *ts = X509_STORE_new();
@@ -428,6 +441,7 @@ static void test_issue_revoke_crl(void **state)
 	assert_int_equal(X509_check_host(leaf, "alt.example.test", 0, 0, NULL), 1);
 	assert_int_equal(X509_check_host(leaf, "www.example.test", 0, 0, NULL), 1);
 	assert_int_equal(X509_check_email(leaf, "someone@example.test", 0, 0), 0);
+	assert_int_equal(X509_check_host(leaf, "csr-only.example.test", 0, 0, NULL), 0);
 
 	/* View by a prefix of the serial. */
 	char hex[41], prefix[12];
@@ -1244,6 +1258,526 @@ static void test_bootstrap_repairs(void **state)
 			 0);
 }
 
+/* ---- issue 4: profiles, hierarchy, constraints, import, edit, resign --------------------- */
+
+#define IMPORT_LABEL "outside-ca"
+
+/* A key made outside p11ca, with pkcs11-tool, before the engine starts; and a second pair
+ * under one label, so a URI naming that label is ambiguous. */
+static int keys_outside(void)
+{
+	static const char *const cmds[] = {
+		"--keypairgen --key-type rsa:2048 --label " IMPORT_LABEL " --id 4f01",
+		"--keypairgen --key-type rsa:2048 --label twin --id 4f02",
+		"--keypairgen --key-type rsa:2048 --label twin --id 4f03",
+	};
+	for (size_t i = 0; i < 3; i++)
+		if (sh("pkcs11-tool --module %s --login --pin %s %s >/dev/null 2>&1",
+		       softhsm_module_path(), PIN, cmds[i]) != 0)
+			return -1;
+	return 0;
+}
+
+static int import_setup(void **state)
+{
+	(void)state;
+	before_engine = keys_outside;
+	int rc = suite_start(true);
+	before_engine = NULL;
+	return rc;
+}
+
+static p11ca_v1_CaInitRequest *ca_init_req(const char *name, const char *subject,
+					   const char *parent, uint32_t days)
+{
+	p11ca_v1_Request *rq = req_new(p11ca_v1_Request_ca_init_tag);
+	p11ca_v1_CaInitRequest *ci = &rq->op.ca_init;
+	snprintf(ci->name, sizeof(ci->name), "%s", name);
+	snprintf(ci->subject, sizeof(ci->subject), "%s", subject);
+	snprintf(ci->parent, sizeof(ci->parent), "%s", parent);
+	ci->key_type = p11ca_v1_KeyType_KEY_TYPE_P256;
+	ci->expires_days = days;
+	return ci;
+}
+
+static void string_list(p11ca_v1_StringList *l, const char *value)
+{
+	snprintf(l->values[l->values_count++], sizeof(l->values[0]), "%s", value);
+}
+
+static bool has_url(X509 *x, int nid, const char *want)
+{
+	bool found = false;
+	if (nid == NID_crl_distribution_points) {
+		CRL_DIST_POINTS *dps = X509_get_ext_d2i(x, nid, NULL, NULL);
+		for (int i = 0; i < sk_DIST_POINT_num(dps) && !found; i++) {
+			DIST_POINT *dp = sk_DIST_POINT_value(dps, i);
+			GENERAL_NAMES *names = dp->distpoint ? dp->distpoint->name.fullname : NULL;
+			for (int k = 0; k < sk_GENERAL_NAME_num(names) && !found; k++) {
+				GENERAL_NAME *gn = sk_GENERAL_NAME_value(names, k);
+				found = gn->type == GEN_URI &&
+					strcmp((char *)gn->d.uniformResourceIdentifier->data,
+					       want) == 0;
+			}
+		}
+		CRL_DIST_POINTS_free(dps);
+		return found;
+	}
+	AUTHORITY_INFO_ACCESS *aia = X509_get_ext_d2i(x, NID_info_access, NULL, NULL);
+	for (int i = 0; i < sk_ACCESS_DESCRIPTION_num(aia) && !found; i++) {
+		ACCESS_DESCRIPTION *ad = sk_ACCESS_DESCRIPTION_value(aia, i);
+		found = OBJ_obj2nid(ad->method) == nid && ad->location->type == GEN_URI &&
+			strcmp((char *)ad->location->d.uniformResourceIdentifier->data, want) == 0;
+	}
+	AUTHORITY_INFO_ACCESS_free(aia);
+	return found;
+}
+
+static char root4_serial[41];
+
+/* Each built-in profile's keyUsage / extendedKeyUsage as django-ca has them, and the CA's
+ * URLs (templates filled in), read back from the DER with OpenSSL. */
+static void test_profiles_extensions(void **state)
+{
+	(void)state;
+	p11ca_v1_CaInitRequest *ci = ca_init_req("r4", "CN=Root 4,O=p11ca", "", 3650);
+	ci->has_path_length = true;
+	ci->path_length = 1;
+	ci->has_issued = true;
+	ci->issued.has_crl_urls = true;
+	string_list(&ci->issued.crl_urls, "http://crl.example.test/{ca_name}.crl");
+	ci->issued.has_ocsp_urls = true;
+	string_list(&ci->issued.ocsp_urls, "http://ocsp.example.test/{ca_serial}");
+	ci->issued.has_issuer_urls = true;
+	string_list(&ci->issued.issuer_urls, "http://ca.example.test/{ca_name}.der");
+	ci->issue_signature_algorithm =
+		p11ca_v1_SignatureAlgorithm_SIGNATURE_ALGORITHM_ECDSA_SHA384;
+	p11ca_v1_Response *r = call_expect(S(OK));
+	assert_int_equal(r->result.ca_init.ca.signature_algorithm,
+			 p11ca_v1_SignatureAlgorithm_SIGNATURE_ALGORITHM_ECDSA_SHA384);
+	assert_true(r->result.ca_init.ca.enabled);
+	serial_hex(r->result.ca_init.ca.serial.bytes, r->result.ca_init.ca.serial.size,
+		   root4_serial);
+	X509 *root = der_cert(r->result.ca_init.certificate_der.bytes,
+			      r->result.ca_init.certificate_der.size);
+	assert_int_equal(X509_get_pathlen(root), 1);
+	/* The CA's own certificate has none of the URLs it puts into what it issues. */
+	assert_int_equal(X509_get_ext_by_NID(root, NID_crl_distribution_points, -1), -1);
+
+	static const struct {
+		const char *profile;
+		uint32_t ku;
+		uint32_t xku;
+	} want[] = {
+		{"client", KU_DIGITAL_SIGNATURE, XKU_SSL_CLIENT},
+		{"server", KU_DIGITAL_SIGNATURE | KU_KEY_AGREEMENT | KU_KEY_ENCIPHERMENT,
+		 XKU_SSL_CLIENT | XKU_SSL_SERVER},
+		{"webserver", KU_DIGITAL_SIGNATURE | KU_KEY_AGREEMENT | KU_KEY_ENCIPHERMENT,
+		 XKU_SSL_SERVER},
+		{"enduser", KU_DATA_ENCIPHERMENT | KU_DIGITAL_SIGNATURE | KU_KEY_ENCIPHERMENT,
+		 XKU_SSL_CLIENT | XKU_CODE_SIGN | XKU_SMIME},
+		{"ocsp", KU_NON_REPUDIATION | KU_DIGITAL_SIGNATURE | KU_KEY_ENCIPHERMENT,
+		 XKU_OCSP_SIGN},
+	};
+	char crl[128], ocsp[128];
+	snprintf(crl, sizeof(crl), "http://crl.example.test/r4.crl");
+	snprintf(ocsp, sizeof(ocsp), "http://ocsp.example.test/%s", root4_serial);
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		p11ca_v1_CertSignRequest *cs = sign_req("r4", "p.example.test");
+		snprintf(cs->profile, sizeof(cs->profile), "%s", want[i].profile);
+		r = call_expect(S(OK));
+		assert_string_equal(r->result.cert_sign.cert.profile, want[i].profile);
+		X509 *x = der_cert(r->result.cert_sign.certificate_der.bytes,
+				   r->result.cert_sign.certificate_der.size);
+		assert_int_equal(X509_verify(x, X509_get0_pubkey(root)), 1);
+		assert_int_equal(X509_get_key_usage(x), want[i].ku);
+		assert_int_equal(X509_get_extended_key_usage(x), want[i].xku);
+		int at = X509_get_ext_by_NID(x, NID_key_usage, -1);
+		assert_true(X509_EXTENSION_get_critical(X509_get_ext(x, at)));
+		assert_true(has_url(x, NID_crl_distribution_points, crl));
+		/* A responder's own certificate carries OCSPNoCheck instead of an OCSP URL. */
+		bool responder = strcmp(want[i].profile, "ocsp") == 0;
+		assert_int_equal(has_url(x, NID_ad_OCSP, ocsp), !responder);
+		assert_true(has_url(x, NID_ad_ca_issuers, "http://ca.example.test/r4.der"));
+		bool nocheck = X509_get_ext_by_NID(x, NID_id_pkix_OCSP_noCheck, -1) >= 0;
+		assert_int_equal(nocheck, responder);
+		const X509_ALGOR *sig = X509_get0_tbs_sigalg(x);
+		assert_int_equal(OBJ_obj2nid(sig->algorithm), NID_ecdsa_with_SHA384);
+		X509_free(x);
+	}
+
+	/* The request layer: no CRL URL, must-staple, and its own EKU. */
+	p11ca_v1_CertSignRequest *cs = sign_req("r4", "q.example.test");
+	cs->has_extensions = true;
+	cs->extensions.has_crl_urls = true;
+	cs->extensions.has_tls_feature_status_request = true;
+	cs->extensions.tls_feature_status_request = true;
+	cs->extensions.has_extended_key_usage = true;
+	cs->extensions.extended_key_usage.names_count = 1;
+	snprintf(cs->extensions.extended_key_usage.names[0], 40, "timeStamping");
+	cs->extensions.extended_key_usage.critical = true;
+	r = call_expect(S(OK));
+	X509 *x = der_cert(r->result.cert_sign.certificate_der.bytes,
+			   r->result.cert_sign.certificate_der.size);
+	assert_int_equal(X509_get_ext_by_NID(x, NID_crl_distribution_points, -1), -1);
+	assert_true(X509_get_ext_by_NID(x, NID_tlsfeature, -1) >= 0);
+	assert_int_equal(X509_get_extended_key_usage(x), XKU_TIMESTAMP);
+	X509_free(x);
+	/* An Ed25519-style mistake on an EC CA: an RSA algorithm does not fit its key. */
+	cs = sign_req("r4", "q.example.test");
+	cs->signature_algorithm = p11ca_v1_SignatureAlgorithm_SIGNATURE_ALGORITHM_RSA_PSS_SHA256;
+	r = call_expect(S(INVALID_ARGUMENT));
+	assert_non_null(strstr(r->status.message, "does not fit"));
+	X509_free(root);
+}
+
+/* root (path length 1) → intermediate → leaf verifies with OpenSSL and GnuTLS; a fourth
+ * level is refused; the intermediate ends with its root. */
+static void test_three_levels(void **state)
+{
+	(void)state;
+	char chain[4400], leaf[4400], root_pem[4400];
+	snprintf(chain, sizeof(chain), "%s/chain4.pem", S.fx.dir);
+	snprintf(leaf, sizeof(leaf), "%s/leaf4.pem", S.fx.dir);
+	snprintf(root_pem, sizeof(root_pem), "%s/root4.pem", S.fx.dir);
+
+	ca_init_req("i4", "CN=Intermediate 4,O=p11ca", "r4", 9000);
+	p11ca_v1_Response *r = call_expect(S(OK));
+	assert_true(r->result.ca_init.ca.has_path_length);
+	assert_int_equal(r->result.ca_init.ca.path_length, 0);
+	int64_t i4_end = r->result.ca_init.ca.not_after;
+	p11ca_v1_Request *rq = req_new(p11ca_v1_Request_ca_view_tag);
+	snprintf(rq->op.ca_view.ca, sizeof(rq->op.ca_view.ca), "r4");
+	r = call_expect(S(OK));
+	assert_int_equal(i4_end, r->result.ca_view.ca.not_after); /* clamped */
+	assert_true(r->result.ca_view.has_settings);
+	assert_string_equal(r->result.ca_view.settings.issued.crl_urls.values[0],
+			    "http://crl.example.test/{ca_name}.crl");
+
+	/* The fourth level. */
+	ca_init_req("l4", "CN=Level 4", "i4", 30);
+	r = call_expect(S(FAILED_PRECONDITION));
+	assert_non_null(strstr(r->status.message, "path length 0"));
+	/* A path length over what the parent allows. */
+	p11ca_v1_CaInitRequest *ci = ca_init_req("i4b", "CN=Intermediate 4b", "r4", 30);
+	ci->has_path_length = true;
+	ci->path_length = 1;
+	call_expect(S(INVALID_ARGUMENT));
+
+	p11ca_v1_CertSignRequest *cs = sign_req("i4", "leaf4.example.test");
+	cs->expires_days = 30;
+	r = call_expect(S(OK));
+	X509 *x = der_cert(r->result.cert_sign.certificate_der.bytes,
+			   r->result.cert_sign.certificate_der.size);
+	FILE *f = fopen(leaf, "w");
+	assert_non_null(f);
+	PEM_write_X509(f, x);
+	fclose(f);
+	X509_free(x);
+	rq = req_new(p11ca_v1_Request_ca_export_tag);
+	snprintf(rq->op.ca_export.ca, sizeof(rq->op.ca_export.ca), "i4");
+	rq->op.ca_export.bundle = true;
+	r = call_expect(S(OK));
+	write_bytes(chain, r->result.ca_export.data.bytes, r->result.ca_export.data.size);
+	rq = req_new(p11ca_v1_Request_ca_export_tag);
+	snprintf(rq->op.ca_export.ca, sizeof(rq->op.ca_export.ca), "r4");
+	r = call_expect(S(OK));
+	write_bytes(root_pem, r->result.ca_export.data.bytes, r->result.ca_export.data.size);
+	assert_int_equal(sh("SSL_CERT_FILE=/dev/null openssl verify -x509_strict -CAfile %s "
+			    "-untrusted %s %s >/dev/null",
+			    root_pem, chain, leaf),
+			 0);
+	assert_int_equal(sh("cat %s %s | certtool --verify-chain >/dev/null 2>&1", leaf, chain), 0);
+}
+
+/* A CA with nameConstraints refuses to sign names outside them, and what it would have
+ * signed fails `openssl verify` (the refusal is not just ours). */
+static void test_name_constraints(void **state)
+{
+	(void)state;
+	p11ca_v1_CaInitRequest *ci = ca_init_req("nc4", "CN=Constrained 4", "r4", 100);
+	ci->permitted_names_count = 1;
+	snprintf(ci->permitted_names[0], sizeof(ci->permitted_names[0]), "DNS:example.test");
+	ci->excluded_names_count = 1;
+	snprintf(ci->excluded_names[0], sizeof(ci->excluded_names[0]), "DNS:bad.example.test");
+	p11ca_v1_Response *r = call_expect(S(OK));
+	X509 *nc = der_cert(r->result.ca_init.certificate_der.bytes,
+			    r->result.ca_init.certificate_der.size);
+	int at = X509_get_ext_by_NID(nc, NID_name_constraints, -1);
+	assert_true(at >= 0);
+	assert_true(X509_EXTENSION_get_critical(X509_get_ext(nc, at)));
+	X509_free(nc);
+
+	sign_req("nc4", "ok.example.test");
+	call_expect(S(OK));
+	p11ca_v1_CertSignRequest *cs = sign_req("nc4", "www.example.org");
+	r = call_expect(S(FAILED_PRECONDITION));
+	assert_non_null(strstr(r->status.message, "www.example.org"));
+	cs = sign_req("nc4", "ok.example.test");
+	snprintf(cs->sans[0], sizeof(cs->sans[0]), "x.bad.example.test");
+	r = call_expect(S(FAILED_PRECONDITION));
+	assert_non_null(strstr(r->status.message, "x.bad.example.test"));
+	/* A bad subtree is refused before any key exists. */
+	ci = ca_init_req("nc5", "CN=Constrained 5", "r4", 100);
+	ci->permitted_names_count = 1;
+	snprintf(ci->permitted_names[0], sizeof(ci->permitted_names[0]), "IP:10.0.0.1/8");
+	call_expect(S(INVALID_ARGUMENT));
+
+	/* What nc4 refused to sign, signed anyway in software with a copy of the constraints,
+	 * fails openssl verify: the refusal matches what relying parties enforce. */
+	char dir[4400];
+	snprintf(dir, sizeof(dir), "%s/nc", S.fx.dir);
+	assert_int_equal(
+		sh("set -e; mkdir -p %s; cd %s; "
+		   "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+		   "-keyout ca.key -out ca.pem -subj /CN=NC -days 2 -addext "
+		   "basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign "
+		   "-addext 'nameConstraints=critical,permitted;DNS:example.test' 2>/dev/null; "
+		   "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout l.key "
+		   "-out l.csr -subj /CN=www.example.org 2>/dev/null; "
+		   "openssl x509 -req -in l.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 "
+		   "-extfile /dev/stdin -out l.pem 2>/dev/null <<EOT\n"
+		   "subjectAltName=DNS:www.example.org\nEOT\n",
+		   dir, dir),
+		0);
+	assert_int_not_equal(sh("cd %s && SSL_CERT_FILE=/dev/null openssl verify -CAfile ca.pem "
+				"l.pem >/dev/null 2>&1",
+				dir),
+			     0);
+}
+
+/* A self-signed root made in software for the outside key: it is imported as a root whose
+ * own issuer lives elsewhere. */
+static size_t outside_ca_cert(uint8_t *out, size_t cap, const char *key_id, bool ca)
+{
+	char pub[4400];
+	snprintf(pub, sizeof(pub), "%s/outside-%s.der", S.fx.dir, key_id);
+	assert_int_equal(sh("pkcs11-tool --module %s --read-object --type pubkey --id %s -o %s "
+			    ">/dev/null 2>&1",
+			    softhsm_module_path(), key_id, pub),
+			 0);
+	FILE *f = fopen(pub, "rb");
+	assert_non_null(f);
+	EVP_PKEY *key = d2i_PUBKEY_fp(f, NULL);
+	fclose(f);
+	assert_non_null(key);
+	EVP_PKEY *ext_key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+	X509 *x = X509_new();
+	X509_set_version(x, 2);
+	ASN1_INTEGER_set(X509_get_serialNumber(x), 4242);
+	X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_UTF8,
+				   (const unsigned char *)"Outside CA", -1, -1, 0);
+	X509_NAME_add_entry_by_txt(X509_get_issuer_name(x), "CN", MBSTRING_UTF8,
+				   (const unsigned char *)"Somewhere Else", -1, -1, 0);
+	X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+	X509_gmtime_adj(X509_getm_notAfter(x), 400L * 86400);
+	X509_set_pubkey(x, key);
+	X509V3_CTX ctx;
+	X509V3_set_ctx(&ctx, x, x, NULL, NULL, 0);
+	X509_EXTENSION *e = X509V3_EXT_conf_nid(NULL, &ctx, NID_basic_constraints,
+						ca ? "critical,CA:TRUE" : "critical,CA:FALSE");
+	X509_add_ext(x, e, -1);
+	X509_EXTENSION_free(e);
+	e = X509V3_EXT_conf_nid(NULL, &ctx, NID_key_usage, "critical,keyCertSign,cRLSign");
+	X509_add_ext(x, e, -1);
+	X509_EXTENSION_free(e);
+	assert_true(X509_sign(x, ext_key, EVP_sha256()) > 0);
+	int n = i2d_X509(x, NULL);
+	assert_true(n > 0 && (size_t)n <= cap);
+	unsigned char *p = out;
+	i2d_X509(x, &p);
+	X509_free(x);
+	EVP_PKEY_free(key);
+	EVP_PKEY_free(ext_key);
+	return (size_t)n;
+}
+
+static p11ca_v1_CaImportRequest *import_req(const char *name, const char *uri, const char *key_id,
+					    bool ca)
+{
+	p11ca_v1_Request *rq = req_new(p11ca_v1_Request_ca_import_tag);
+	p11ca_v1_CaImportRequest *im = &rq->op.ca_import;
+	snprintf(im->name, sizeof(im->name), "%s", name);
+	snprintf(im->key_uri, sizeof(im->key_uri), "%s", uri);
+	im->certificate.size = (pb_size_t)outside_ca_cert(
+		im->certificate.bytes, sizeof(im->certificate.bytes), key_id, ca);
+	return im;
+}
+
+static void test_import(void **state)
+{
+	(void)state;
+	/* Refusals first: a PIN in the URI, no key, an ambiguous label, a key that is not the
+	 * certificate's, a certificate that is not a CA's. */
+	import_req("out", "pkcs11:object=" IMPORT_LABEL ";pin-value=" PIN, "4f01", true);
+	p11ca_v1_Response *r = call_expect(S(INVALID_ARGUMENT));
+	assert_non_null(strstr(r->status.message, "PIN"));
+	import_req("out", "pkcs11:object=nosuch", "4f01", true);
+	call_expect(S(FAILED_PRECONDITION));
+	import_req("out", "pkcs11:object=twin", "4f02", true);
+	r = call_expect(S(FAILED_PRECONDITION));
+	import_req("out", "pkcs11:object=twin;id=%4f%02", "4f01", true);
+	r = call_expect(S(INVALID_ARGUMENT));
+	assert_non_null(strstr(r->status.message, "differ"));
+	import_req("out", "pkcs11:object=" IMPORT_LABEL, "4f01", false);
+	r = call_expect(S(INVALID_ARGUMENT));
+	assert_non_null(strstr(r->status.message, "CA"));
+
+	p11ca_v1_CaImportRequest *im =
+		import_req("out", "pkcs11:object=" IMPORT_LABEL, "4f01", true);
+	snprintf(im->default_profile, sizeof(im->default_profile), "client");
+	uint8_t ca_der[4096];
+	size_t ca_len = im->certificate.size;
+	memcpy(ca_der, im->certificate.bytes, ca_len);
+	r = call_expect(S(OK));
+	assert_int_equal(r->result.ca_import.ca.status, p11ca_v1_CaStatus_CA_STATUS_ACTIVE);
+	assert_int_equal(r->result.ca_import.ca.key_type, p11ca_v1_KeyType_KEY_TYPE_RSA2048);
+	assert_string_equal(r->result.ca_import.ca.parent, "");
+	/* The same certificate twice is refused. */
+	import_req("out2", "pkcs11:object=" IMPORT_LABEL, "4f01", true);
+	call_expect(S(ALREADY_EXISTS));
+
+	/* Issuance from it: the token key signs, the signer accepts the imported certificate
+	 * as the issuer, and the leaf verifies against it (the CA's default profile). */
+	p11ca_v1_CertSignRequest *cs = sign_req("out", "imp.example.test");
+	cs->expires_days = 30;
+	r = call_expect(S(OK));
+	assert_string_equal(r->result.cert_sign.cert.profile, "client");
+	X509 *leaf = der_cert(r->result.cert_sign.certificate_der.bytes,
+			      r->result.cert_sign.certificate_der.size);
+	X509 *ca = der_cert(ca_der, ca_len);
+	assert_int_equal(X509_verify(leaf, X509_get0_pubkey(ca)), 1);
+	assert_int_equal(X509_check_issued(ca, leaf), X509_V_OK);
+	X509_free(leaf);
+	X509_free(ca);
+	/* Its first CRL exists (signed by the token key at import). */
+	p11ca_v1_Request *rq = req_new(p11ca_v1_Request_crl_get_tag);
+	snprintf(rq->op.crl_get.ca, sizeof(rq->op.crl_get.ca), "out");
+	call_expect(S(OK));
+}
+
+/* ca edit: enabled, default profile, issued extensions, algorithm. */
+static void test_edit(void **state)
+{
+	(void)state;
+	p11ca_v1_Request *rq = req_new(p11ca_v1_Request_ca_edit_tag);
+	p11ca_v1_CaEditRequest *ed = &rq->op.ca_edit;
+	snprintf(ed->ca, sizeof(ed->ca), "i4");
+	ed->has_enabled = true;
+	ed->enabled = false;
+	p11ca_v1_Response *r = call_expect(S(OK));
+	assert_false(r->result.ca_edit.ca.enabled);
+	assert_int_equal(r->result.ca_edit.ca.status, p11ca_v1_CaStatus_CA_STATUS_ACTIVE);
+	sign_req("i4", "off.example.test");
+	r = call_expect(S(FAILED_PRECONDITION));
+	assert_non_null(strstr(r->status.message, "disabled"));
+
+	rq = req_new(p11ca_v1_Request_ca_edit_tag);
+	ed = &rq->op.ca_edit;
+	snprintf(ed->ca, sizeof(ed->ca), "i4");
+	ed->has_default_profile = true;
+	snprintf(ed->default_profile, sizeof(ed->default_profile), "nosuch");
+	call_expect(S(NOT_FOUND));
+	ed->signature_algorithm = p11ca_v1_SignatureAlgorithm_SIGNATURE_ALGORITHM_RSA_PKCS1_SHA256;
+	snprintf(ed->default_profile, sizeof(ed->default_profile), "enduser");
+	call_expect(S(INVALID_ARGUMENT));
+	ed->signature_algorithm = p11ca_v1_SignatureAlgorithm_SIGNATURE_ALGORITHM_ECDSA_SHA512;
+	ed->has_enabled = true;
+	ed->enabled = true;
+	ed->has_issued = true;
+	ed->issued.has_crl_urls = true;
+	string_list(&ed->issued.crl_urls, "http://edited.example.test/{ca_name}.crl");
+	r = call_expect(S(OK));
+	assert_true(r->result.ca_edit.ca.enabled);
+	assert_int_equal(r->result.ca_edit.ca.signature_algorithm,
+			 p11ca_v1_SignatureAlgorithm_SIGNATURE_ALGORITHM_ECDSA_SHA512);
+	assert_string_equal(r->result.ca_edit.settings.default_profile, "enduser");
+	/* Per field: the OCSP URL inherited from nothing stays unset, the CRL URL is new. */
+	assert_false(r->result.ca_edit.settings.issued.has_ocsp_urls);
+
+	p11ca_v1_CertSignRequest *cs = sign_req("i4", "on.example.test");
+	cs->expires_days = 30;
+	r = call_expect(S(OK));
+	assert_string_equal(r->result.cert_sign.cert.profile, "enduser");
+	X509 *x = der_cert(r->result.cert_sign.certificate_der.bytes,
+			   r->result.cert_sign.certificate_der.size);
+	assert_true(has_url(x, NID_crl_distribution_points, "http://edited.example.test/i4.crl"));
+	assert_int_equal(OBJ_obj2nid(X509_get0_tbs_sigalg(x)->algorithm), NID_ecdsa_with_SHA512);
+	X509_free(x);
+	rq = req_new(p11ca_v1_Request_ca_edit_tag);
+	snprintf(rq->op.ca_edit.ca, sizeof(rq->op.ca_edit.ca), "nosuch");
+	call_expect(S(NOT_FOUND));
+}
+
+/* cert resign: same key, subject, SANs and watchers; new serial; the original stays. */
+static void test_resign(void **state)
+{
+	(void)state;
+	p11ca_v1_CertSignRequest *cs = sign_req("i4", "re.example.test");
+	cs->expires_days = 20;
+	cs->watchers_count = 2;
+	snprintf(cs->watchers[0], sizeof(cs->watchers[0]), "ops@example.test");
+	snprintf(cs->watchers[1], sizeof(cs->watchers[1]), "OPS@example.test");
+	snprintf(cs->profile, sizeof(cs->profile), "server");
+	p11ca_v1_Response *r = call_expect(S(OK));
+	char old[41];
+	serial_hex(r->result.cert_sign.cert.serial.bytes, 20, old);
+	X509 *a = der_cert(r->result.cert_sign.certificate_der.bytes,
+			   r->result.cert_sign.certificate_der.size);
+	p11ca_v1_Request *rq = req_new(p11ca_v1_Request_cert_view_tag);
+	snprintf(rq->op.cert_view.serial, sizeof(rq->op.cert_view.serial), "%s", old);
+	r = call_expect(S(OK));
+	assert_int_equal(r->result.cert_view.watchers_count, 1);
+	assert_string_equal(r->result.cert_view.watchers[0], "ops@example.test");
+
+	rq = req_new(p11ca_v1_Request_cert_resign_tag);
+	snprintf(rq->op.cert_resign.serial, sizeof(rq->op.cert_resign.serial), "%.12s", old);
+	rq->op.cert_resign.expires_days = 25;
+	r = call_expect(S(OK));
+	char new[41];
+	serial_hex(r->result.cert_resign.cert.serial.bytes, 20, new);
+	assert_string_not_equal(old, new);
+	assert_string_equal(r->result.cert_resign.cert.profile, "server");
+	X509 *b = der_cert(r->result.cert_resign.certificate_der.bytes,
+			   r->result.cert_resign.certificate_der.size);
+	assert_int_equal(X509_NAME_cmp(X509_get_subject_name(a), X509_get_subject_name(b)), 0);
+	assert_int_equal(EVP_PKEY_eq(X509_get0_pubkey(a), X509_get0_pubkey(b)), 1);
+	GENERAL_NAMES *sa = X509_get_ext_d2i(a, NID_subject_alt_name, NULL, NULL);
+	GENERAL_NAMES *sb = X509_get_ext_d2i(b, NID_subject_alt_name, NULL, NULL);
+	assert_int_equal(sk_GENERAL_NAME_num(sa), sk_GENERAL_NAME_num(sb));
+	for (int i = 0; i < sk_GENERAL_NAME_num(sa); i++)
+		assert_int_equal(GENERAL_NAME_cmp(sk_GENERAL_NAME_value(sa, i),
+						  sk_GENERAL_NAME_value(sb, i)),
+				 0);
+	assert_int_equal(X509_get_extended_key_usage(b), XKU_SSL_CLIENT | XKU_SSL_SERVER);
+	GENERAL_NAMES_free(sa);
+	GENERAL_NAMES_free(sb);
+	X509_free(a);
+	X509_free(b);
+	rq = req_new(p11ca_v1_Request_cert_view_tag);
+	snprintf(rq->op.cert_view.serial, sizeof(rq->op.cert_view.serial), "%s", new);
+	r = call_expect(S(OK));
+	assert_int_equal(r->result.cert_view.watchers_count, 1);
+	/* The original stays valid. */
+	snprintf(rq->op.cert_view.serial, sizeof(rq->op.cert_view.serial), "%s", old);
+	rq = req_new(p11ca_v1_Request_cert_view_tag);
+	snprintf(rq->op.cert_view.serial, sizeof(rq->op.cert_view.serial), "%s", old);
+	r = call_expect(S(OK));
+	assert_int_equal(r->result.cert_view.cert.status, p11ca_v1_CertStatus_CERT_STATUS_VALID);
+
+	/* Refusals: no such serial, a CA certificate, a bad watcher at sign. */
+	rq = req_new(p11ca_v1_Request_cert_resign_tag);
+	snprintf(rq->op.cert_resign.serial, sizeof(rq->op.cert_resign.serial), "7F7F7F7F7F7F");
+	call_expect(S(NOT_FOUND));
+	rq = req_new(p11ca_v1_Request_cert_resign_tag);
+	snprintf(rq->op.cert_resign.serial, sizeof(rq->op.cert_resign.serial), "%s", root4_serial);
+	call_expect(S(INVALID_ARGUMENT));
+	cs = sign_req("i4", "re.example.test");
+	cs->watchers_count = 1;
+	snprintf(cs->watchers[0], sizeof(cs->watchers[0]), "not an address");
+	call_expect(S(INVALID_ARGUMENT));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1267,7 +1801,16 @@ int main(void)
 		cmocka_unit_test(test_bootstrap_unsafe_dirs),
 		cmocka_unit_test(test_bootstrap_repairs),
 	};
+	const struct CMUnitTest manage_tests[] = {
+		cmocka_unit_test(test_profiles_extensions),
+		cmocka_unit_test(test_three_levels),
+		cmocka_unit_test(test_name_constraints),
+		cmocka_unit_test(test_import),
+		cmocka_unit_test(test_edit),
+		cmocka_unit_test(test_resign),
+	};
 	int failed = cmocka_run_group_tests_name("flow", tests, suite_setup, suite_teardown);
+	failed += cmocka_run_group_tests_name("manage", manage_tests, import_setup, suite_teardown);
 	failed += cmocka_run_group_tests_name("repairs", repair_tests, suite_setup, suite_teardown);
 	failed += cmocka_run_group_tests_name("needs_pin", pin_tests, pin_setup, suite_teardown);
 	return failed;
