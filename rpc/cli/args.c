@@ -21,8 +21,9 @@ static const struct cli_opt global_opts[] = {
 };
 
 /* All commands, in help order. */
-static const struct cli_cmd *const tables[] = {cli_cmds_hsm, cli_cmds_ca, cli_cmds_cert,
-					       cli_cmds_crl};
+static const struct cli_cmd *const tables[] = {
+	cli_cmds_hsm,	       cli_cmds_ca,  cli_cmds_ca_edit, cli_cmds_cert,
+	cli_cmds_cert_records, cli_cmds_crl, cli_cmds_profile, cli_cmds_notify};
 
 __attribute__((format(printf, 2, 3))) static int usage_error(struct cli *cli, const char *fmt, ...)
 {
@@ -110,6 +111,53 @@ const char *cli_arg(const struct cli_cmd *cmd, const struct cli_args *a, const c
 	return NULL;
 }
 
+size_t cli_arg_list(const struct cli_cmd *cmd, const struct cli_args *a, const char *name,
+		    const char **out, size_t max)
+{
+	size_t k = 0, n = 0;
+	while (cmd->opts != NULL && cmd->opts[k].name != NULL &&
+	       strcmp(cmd->opts[k].name, name) != 0)
+		k++;
+	if (cmd->opts == NULL || cmd->opts[k].name == NULL)
+		return 0;
+	for (size_t i = 0; i < a->n_rep; i++) {
+		if (a->rep_opt[i] != k)
+			continue;
+		if (out != NULL && n < max)
+			out[n] = a->rep[i];
+		n++;
+	}
+	return n;
+}
+
+int cli_copy_list(struct cli *cli, const struct cli_args *a, const char *name, char *dst,
+		  size_t elem_size, size_t max_count, pb_size_t *count)
+{
+	const char *v[CLI_MAX_REPEAT];
+	size_t n = cli_arg_list(cli->cmd, a, name, v, CLI_MAX_REPEAT);
+	char what[64];
+
+	*count = 0;
+	if (n > max_count)
+		return usage_error(cli, "too many --%s options: %zu, the limit is %zu", name, n,
+				   max_count);
+	snprintf(what, sizeof(what), "--%s", name);
+	for (size_t i = 0; i < n; i++) {
+		int rc = cli_copy(cli, dst + i * elem_size, elem_size, v[i], what);
+		if (rc != 0)
+			return rc;
+		*count = (pb_size_t)(i + 1);
+	}
+	return 0;
+}
+
+int cli_exclusive(struct cli *cli, const struct cli_args *a, const char *x, const char *y)
+{
+	if (cli_arg(cli->cmd, a, x) != NULL && cli_arg(cli->cmd, a, y) != NULL)
+		return usage_error(cli, "--%s and --%s exclude each other; give one", x, y);
+	return 0;
+}
+
 const char *cli_require(struct cli *cli, const struct cli_args *a, const char *name)
 {
 	const char *v = cli_arg(cli->cmd, a, name);
@@ -124,6 +172,13 @@ int cli_args_parse(struct cli *cli, const struct cli_cmd *cmd, int argc, char **
 	bool opts_done = false;
 
 	memset(a, 0, sizeof(*a));
+	size_t n_opts = 0;
+	while (cmd->opts != NULL && cmd->opts[n_opts].name != NULL)
+		n_opts++;
+	/* A table longer than val[] is a programming error that test_cli catches. */
+	if (n_opts > CLI_MAX_OPTS)
+		return usage_error(cli, "internal: %s %s has too many options", cmd->noun,
+				   cmd->verb ? cmd->verb : "");
 	for (int i = 0; i < argc; i++) {
 		const char *s = argv[i];
 		if (!opts_done && strcmp(s, "--") == 0) {
@@ -153,6 +208,7 @@ int cli_args_parse(struct cli *cli, const struct cli_cmd *cmd, int argc, char **
 			if (o->repeat) {
 				if (a->n_rep == CLI_MAX_REPEAT)
 					return usage_error(cli, "too many %s options", s);
+				a->rep_opt[a->n_rep] = (unsigned char)(o - cmd->opts);
 				a->rep[a->n_rep++] = v;
 			}
 			a->val[o - cmd->opts] = v;
@@ -169,13 +225,38 @@ int cli_args_parse(struct cli *cli, const struct cli_cmd *cmd, int argc, char **
 
 /* ---- help ------------------------------------------------------------------------------ */
 
+/* Help text wrapped at word boundaries to fit 100 columns, continued under column 28. */
+static void print_wrapped(FILE *f, const char *text, const char *tail)
+{
+	enum { INDENT = 27, WIDTH = 100 };
+	char buf[1024];
+	size_t col = INDENT;
+	char *save = NULL;
+	snprintf(buf, sizeof(buf), "%s%s", text, tail);
+	for (char *w = strtok_r(buf, " ", &save); w != NULL; w = strtok_r(NULL, " ", &save)) {
+		size_t n = strlen(w);
+		if (col > INDENT && col + 1 + n > WIDTH) {
+			fprintf(f, "\n%*s", INDENT, "");
+			col = INDENT;
+		}
+		fprintf(f, "%s%s", col > INDENT ? " " : "", w);
+		col += n + (col > INDENT ? 1 : 0);
+	}
+	fputc('\n', f);
+}
+
 static void print_opts(FILE *f, const struct cli_opt *opts)
 {
 	for (const struct cli_opt *o = opts; o != NULL && o->name != NULL; o++) {
-		char left[64];
+		char left[80];
 		snprintf(left, sizeof(left), "--%s%s%s", o->name, o->arg ? " " : "",
 			 o->arg ? o->arg : "");
-		fprintf(f, "  %-24s %s%s\n", left, o->help, o->repeat ? " (repeatable)" : "");
+		/* Long option names get their help on the next line, still aligned. */
+		if (strlen(left) > 24)
+			fprintf(f, "  %s\n  %-24s ", left, "");
+		else
+			fprintf(f, "  %-24s ", left);
+		print_wrapped(f, o->help, o->repeat ? " (repeatable)" : "");
 	}
 }
 

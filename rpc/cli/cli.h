@@ -54,20 +54,21 @@ const char *cli_conf_name(enum cli_conf_key k); /* "server", "cert", ... */
 
 /* ---- arguments ----------------------------------------------------------------------- */
 
-#define CLI_MAX_OPTS   12
+#define CLI_MAX_OPTS   56
 #define CLI_MAX_POS    4
-#define CLI_MAX_REPEAT 64 /* CertSignRequest.sans max_count */
+#define CLI_MAX_REPEAT 128 /* every repeatable option of a command together */
 
 struct cli_opt {
 	const char *name; /* without the dashes */
 	const char *arg;  /* metavariable ("FILE"); NULL for a flag */
-	bool repeat;	  /* may be given several times (one such option per command) */
+	bool repeat;	  /* may be given several times; cli_arg_list collects them */
 	const char *help;
 };
 
 struct cli_args {
 	const char *val[CLI_MAX_OPTS]; /* last value (or "" for a flag that was given) */
 	const char *rep[CLI_MAX_REPEAT];
+	unsigned char rep_opt[CLI_MAX_REPEAT]; /* which option (index in cmd->opts) gave rep[i] */
 	size_t n_rep;
 	const char *pos[CLI_MAX_POS];
 	size_t n_pos;
@@ -92,6 +93,22 @@ struct cli_cmd {
 
 /* The value of option `name` (a flag gives ""), or NULL when absent. */
 const char *cli_arg(const struct cli_cmd *cmd, const struct cli_args *a, const char *name);
+
+/* How many times repeatable option `name` was given; with out != NULL, the first `max`
+ * values in command-line order are stored there. */
+size_t cli_arg_list(const struct cli_cmd *cmd, const struct cli_args *a, const char *name,
+		    const char **out, size_t max);
+
+/*
+ * Copy every value of repeatable option `name` into a proto repeated string field: dst is
+ * the field's first element, elem_size its size, max_count its max_count. Sets *count.
+ * Usage error (returned) when there are too many values or one is too long.
+ */
+int cli_copy_list(struct cli *cli, const struct cli_args *a, const char *name, char *dst,
+		  size_t elem_size, size_t max_count, pb_size_t *count);
+
+/* Usage error when options x and y were both given ("--x and --y exclude each other"). */
+int cli_exclusive(struct cli *cli, const struct cli_args *a, const char *x, const char *y);
 
 /* Parse argv (after noun and verb) against the command's options and the global ones
  * (which may appear anywhere and are stored in cli). Errors are printed; returns 0 or
@@ -125,8 +142,12 @@ struct cli {
 /* The commands, NULL-terminated tables per file; main.c joins them. */
 extern const struct cli_cmd cli_cmds_hsm[];
 extern const struct cli_cmd cli_cmds_ca[];
+extern const struct cli_cmd cli_cmds_ca_edit[];
 extern const struct cli_cmd cli_cmds_cert[];
+extern const struct cli_cmd cli_cmds_cert_records[];
 extern const struct cli_cmd cli_cmds_crl[];
+extern const struct cli_cmd cli_cmds_profile[];
+extern const struct cli_cmd cli_cmds_notify[];
 
 /* Print "p11ca: <what>: <why>[ — <todo>]" on the error stream and return `code`. */
 int cli_error(struct cli *cli, int code, const char *what, const char *why, const char *todo);
@@ -152,8 +173,26 @@ int cli_status_exit(p11ca_v1_StatusCode code);
 /* ... and for a local error code (connection, files). */
 int cli_err_exit(enum p11ca_err err);
 
+/*
+ * The signature algorithm option `name` into *out (untouched when absent). Full names
+ * ("ecdsa-sha384", "rsa-sha256" = PKCS#1 v1.5) need nothing else; django-ca's bare hash
+ * ("SHA-384") is turned into the algorithm of the signing key: `key` when known, else the
+ * key of CA `ca`, looked up with ca view (one RPC, after every other option was checked).
+ * Returns 0 or the exit code after printing the error.
+ */
+int cli_alg_option(struct cli *cli, const struct cli_args *a, const char *name,
+		   p11ca_v1_KeyType key, const char *ca, p11ca_v1_SignatureAlgorithm *out);
+
 /* Copy an argument into a bounded proto string; prints a usage error when too long. */
 int cli_copy(struct cli *cli, char *dst, size_t dst_size, const char *src, const char *what);
+
+/* ---- shared by the cert commands (cmd_cert.c) ----------------------------------------- */
+
+/* Normalise SERIAL into a request's serial field; usage error (returned) when bad. */
+int cli_take_serial(struct cli *cli, const char *in, char *dst, size_t dst_size);
+/* Repeatable email option `name` into a watchers field (8 x 255), each address checked. */
+int cli_watchers(struct cli *cli, const struct cli_args *a, const char *name, char (*dst)[255],
+		 pb_size_t *count);
 
 /* ---- values (values.c) --------------------------------------------------------------- */
 
@@ -184,6 +223,31 @@ const char *cli_cert_status_name(p11ca_v1_CertStatus s);
 P11CA_MUST_CHECK enum p11ca_err cli_cert_status_parse(const char *in, p11ca_v1_CertStatus *out,
 						      struct p11ca_errmsg *em);
 const char *cli_token_state_name(p11ca_v1_TokenState s);
+
+/* django-ca's hash-only --algorithm ("SHA-256", "sha384", any case): 256, 384 or 512. */
+P11CA_MUST_CHECK enum p11ca_err cli_hash_parse(const char *in, unsigned *bits,
+					       struct p11ca_errmsg *em);
+/* The algorithm a key signs a hash with: RSA PKCS#1 v1.5 (PSS when `like`, the CA's own,
+ * is PSS), ECDSA for EC keys; refused for Ed25519 (no separate hash) and unknown keys. */
+P11CA_MUST_CHECK enum p11ca_err cli_sig_alg_for_hash(unsigned bits, p11ca_v1_KeyType key,
+						     p11ca_v1_SignatureAlgorithm like,
+						     p11ca_v1_SignatureAlgorithm *out,
+						     struct p11ca_errmsg *em);
+/* RFC 3339 with a zone ("2026-11-20T10:00:00Z", "...+01:00", fractions ignored), a date
+ * (midnight UTC) or "@SECONDS": seconds since 1970, > 0. */
+P11CA_MUST_CHECK enum p11ca_err cli_time_parse(const char *in, int64_t *out,
+					       struct p11ca_errmsg *em);
+/* An addr-spec the server can store: one '@', both sides non-empty, no spaces or
+ * controls, at most 254 bytes. The server checks it again. */
+P11CA_MUST_CHECK enum p11ca_err cli_email_check(const char *in, struct p11ca_errmsg *em);
+/* A dotted OID with at least two arcs, first arc 0..2, no leading zeros. */
+P11CA_MUST_CHECK enum p11ca_err cli_oid_check(const char *in, struct p11ca_errmsg *em);
+/* The type prefix of a SAN ("DNS:", "IP:", "email:", "URI:", "dirname:", "rid:",
+ * "otherName:OID;UTF8:v", any case; bare names and IPv6 literals pass) or, with
+ * constraint, of a name constraint (a type is required; no rid or otherName). Only the
+ * shape: the server validates the value. */
+P11CA_MUST_CHECK enum p11ca_err cli_general_name_check(const char *in, bool constraint,
+						       struct p11ca_errmsg *em);
 
 /* "2024-05-01T12:00:00Z"; "" for 0 (unset). out holds at least 32 bytes. */
 void cli_time_format(int64_t t, char *out, size_t out_size);
@@ -218,6 +282,8 @@ void cli_json_token(struct cli_json *j, const char *key, const p11ca_v1_TokenSta
 /* "key:   value" lines for one summary, in text mode. */
 void cli_text_ca(FILE *f, const p11ca_v1_CaSummary *ca);
 void cli_text_cert(FILE *f, const p11ca_v1_CertSummary *c);
+/* "watchers:  a@x, b@y" ("-" for none). */
+void cli_text_watchers(FILE *f, const char (*w)[255], size_t n);
 
 /* A table: rows of n_cols cells, aligned on the widest cell (the last column is not
  * padded). cells[r * n_cols + c]. */

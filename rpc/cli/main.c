@@ -7,8 +7,9 @@
 
 #include "rpc/cli/cli.h"
 
-static const struct cli_cmd *const tables[] = {cli_cmds_hsm, cli_cmds_ca, cli_cmds_cert,
-					       cli_cmds_crl};
+static const struct cli_cmd *const tables[] = {
+	cli_cmds_hsm,	       cli_cmds_ca,  cli_cmds_ca_edit, cli_cmds_cert,
+	cli_cmds_cert_records, cli_cmds_crl, cli_cmds_profile, cli_cmds_notify};
 #define N_TABLES (sizeof(tables) / sizeof(tables[0]))
 
 /* Bytes from the server reach a terminal: no escape sequences or line breaks. */

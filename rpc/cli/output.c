@@ -182,6 +182,7 @@ static void json_revocation(struct cli_json *j, bool has, const p11ca_v1_Revocat
 	cli_json_obj(j, "revocation");
 	cli_json_time(j, "revoked_at", r->revoked_at);
 	cli_json_str(j, "reason", cli_reason_name(r->reason));
+	cli_json_time(j, "compromised_at", r->compromised_at);
 	cli_json_obj_end(j);
 }
 
@@ -195,6 +196,7 @@ void cli_json_ca(struct cli_json *j, const char *key, const p11ca_v1_CaSummary *
 	cli_json_time(j, "not_before", ca->not_before);
 	cli_json_time(j, "not_after", ca->not_after);
 	cli_json_str(j, "status", cli_ca_status_name(ca->status));
+	cli_json_bool(j, "enabled", ca->enabled);
 	json_revocation(j, ca->has_revocation, &ca->revocation);
 	cli_json_str(j, "key_type", cli_key_type_name(ca->key_type));
 	cli_json_str(j, "signature_algorithm", cli_sig_alg_name(ca->signature_algorithm));
@@ -259,6 +261,10 @@ static void text_revocation(FILE *f, bool has, const p11ca_v1_RevocationInfo *r)
 	cli_time_format(r->revoked_at, buf, sizeof(buf));
 	snprintf(line, sizeof(line), "%s (%s)", buf, cli_reason_name(r->reason));
 	text_line(f, "revoked:", line);
+	if (r->compromised_at != 0) {
+		cli_time_format(r->compromised_at, buf, sizeof(buf));
+		text_line(f, "compromised:", buf);
+	}
 }
 
 void cli_text_ca(FILE *f, const p11ca_v1_CaSummary *ca)
@@ -272,6 +278,7 @@ void cli_text_ca(FILE *f, const p11ca_v1_CaSummary *ca)
 	text_time(f, "not before:", ca->not_before);
 	text_time(f, "not after:", ca->not_after);
 	text_line(f, "status:", cli_ca_status_name(ca->status));
+	text_line(f, "issuing:", ca->enabled ? "enabled" : "disabled");
 	text_revocation(f, ca->has_revocation, &ca->revocation);
 	text_line(f, "key type:", cli_key_type_name(ca->key_type));
 	text_line(f, "signature algorithm:", cli_sig_alg_name(ca->signature_algorithm));
@@ -296,6 +303,14 @@ void cli_text_cert(FILE *f, const p11ca_v1_CertSummary *c)
 	text_revocation(f, c->has_revocation, &c->revocation);
 	text_line(f, "key type:", cli_key_type_name(c->key_type));
 	text_line(f, "profile:", c->profile);
+}
+
+void cli_text_watchers(FILE *f, const char (*w)[255], size_t n)
+{
+	fprintf(f, "%-20s", "watchers:");
+	for (size_t i = 0; i < n; i++)
+		fprintf(f, "%s%s", i ? ", " : " ", w[i]);
+	fputs(n == 0 ? " -\n" : "\n", f);
 }
 
 void cli_table(FILE *f, const char *const *head, size_t n_cols, const char *const *cells,

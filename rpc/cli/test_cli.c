@@ -16,7 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "rpc/cli/cli.h"
+#include "rpc/cli/ext.h"
 
 static char dir[512];
 
@@ -37,12 +37,12 @@ static void run_free(struct run *r)
 /* Run p11ca with a NULL-terminated list of arguments (argv[0] is added). */
 static struct run run_cli(const char *first, ...)
 {
-	char *argv[32] = {(char *)"p11ca"};
+	char *argv[48] = {(char *)"p11ca"};
 	int argc = 1;
 	va_list ap;
 	va_start(ap, first);
 	for (const char *s = first; s != NULL; s = va_arg(ap, const char *)) {
-		assert_true(argc < 31);
+		assert_true(argc < 47);
 		argv[argc++] = (char *)s;
 	}
 	va_end(ap);
@@ -354,6 +354,7 @@ static void test_json_ca_summary(void **state)
 		.not_before = 1700000000,
 		.not_after = 1800000000,
 		.status = p11ca_v1_CaStatus_CA_STATUS_ACTIVE,
+		.enabled = true,
 		.key_type = p11ca_v1_KeyType_KEY_TYPE_P384,
 		.signature_algorithm = p11ca_v1_SignatureAlgorithm_SIGNATURE_ALGORITHM_ECDSA_SHA384,
 		.key_label = "issuing-1",
@@ -381,6 +382,7 @@ static void test_json_ca_summary(void **state)
 				 "    \"not_before\": \"2023-11-14T22:13:20Z\",\n"
 				 "    \"not_after\": \"2027-01-15T08:00:00Z\",\n"
 				 "    \"status\": \"active\",\n"
+				 "    \"enabled\": true,\n"
 				 "    \"revocation\": null,\n"
 				 "    \"key_type\": \"p384\",\n"
 				 "    \"signature_algorithm\": \"ecdsa-sha384\",\n"
@@ -406,7 +408,8 @@ static void test_json_cert_summary(void **state)
 		.status = p11ca_v1_CertStatus_CERT_STATUS_REVOKED,
 		.has_revocation = true,
 		.revocation = {1700000100,
-			       p11ca_v1_RevocationReason_REVOCATION_REASON_KEY_COMPROMISE},
+			       p11ca_v1_RevocationReason_REVOCATION_REASON_KEY_COMPROMISE,
+			       1700000040},
 		.key_type = p11ca_v1_KeyType_KEY_TYPE_RSA2048,
 		.profile = "tls-server",
 	};
@@ -431,7 +434,8 @@ static void test_json_cert_summary(void **state)
 				 "      \"status\": \"revoked\",\n"
 				 "      \"revocation\": {\n"
 				 "        \"revoked_at\": \"2023-11-14T22:15:00Z\",\n"
-				 "        \"reason\": \"keyCompromise\"\n"
+				 "        \"reason\": \"keyCompromise\",\n"
+				 "        \"compromised_at\": \"2023-11-14T22:14:00Z\"\n"
 				 "      },\n"
 				 "      \"key_type\": \"rsa2048\",\n"
 				 "      \"profile\": \"tls-server\"\n"
@@ -512,6 +516,304 @@ static void test_der_to_pem(void **state)
 	free(pem);
 }
 
+/* ---- issue 4: value parsers -------------------------------------------------------------- */
+
+static void test_time_and_reason_parse(void **state)
+{
+	(void)state;
+	int64_t t = 0;
+	struct p11ca_errmsg em = {0};
+	p11ca_v1_RevocationReason r = 0;
+	assert_int_equal(cli_time_parse("2026-11-20T10:00:00Z", &t, NULL), P11CA_OK);
+	assert_int_equal(t, 1795168800);
+	assert_int_equal(cli_time_parse("2026-11-20t11:00:00.250+01:00", &t, NULL), P11CA_OK);
+	assert_int_equal(t, 1795168800);
+	assert_int_equal(cli_time_parse("2026-11-20 05:30:00-04:30", &t, NULL), P11CA_OK);
+	assert_int_equal(t, 1795168800);
+	assert_int_equal(cli_time_parse("2026-11-20", &t, NULL), P11CA_OK);
+	assert_int_equal(t, 1795132800);
+	assert_int_equal(cli_time_parse("@1795168800", &t, NULL), P11CA_OK);
+	assert_int_equal(t, 1795168800);
+	assert_int_equal(cli_time_parse("2024-02-29T00:00:00Z", &t, NULL), P11CA_OK);
+	static const char *const bad[] = {
+		"2026-11-20T10:00:00",	/* no zone: local time is ambiguous */
+		"2025-02-29T00:00:00Z", /* not a leap year */
+		"2026-13-01",
+		"2026-11-20T24:00:00Z",
+		"2026-11-20T10:00Z",
+		"1969-12-31",
+		"@0",
+		"@12x",
+		"@",
+		"yesterday",
+		"2026-11-20T10:00:00Z trailing",
+		"",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (cli_time_parse(bad[i], &t, NULL) != P11CA_E_INVALID_ARG)
+			fail_msg("'%s' parsed", bad[i]);
+	assert_int_equal(cli_time_parse(NULL, &t, &em), P11CA_E_INVALID_ARG);
+	assert_non_null(strstr(em.text, "RFC 3339"));
+
+	/* django-ca's snake_case and a dashed spelling name the same reasons. */
+	assert_int_equal(cli_reason_parse("key_compromise", &r, NULL), P11CA_OK);
+	assert_int_equal(r, p11ca_v1_RevocationReason_REVOCATION_REASON_KEY_COMPROMISE);
+	assert_int_equal(cli_reason_parse("privilege-withdrawn", &r, NULL), P11CA_OK);
+	assert_int_equal(r, p11ca_v1_RevocationReason_REVOCATION_REASON_PRIVILEGE_WITHDRAWN);
+	assert_int_equal(cli_reason_parse("certificate_hold", &r, NULL), P11CA_OK);
+	assert_int_equal(cli_reason_parse("remove_from_crl", &r, NULL), P11CA_E_INVALID_ARG);
+	assert_int_equal(cli_reason_parse("key__compromise_x", &r, NULL), P11CA_E_INVALID_ARG);
+	assert_int_equal(cli_reason_parse("_", &r, NULL), P11CA_E_INVALID_ARG);
+}
+
+static void test_algorithm_names(void **state)
+{
+	(void)state;
+	p11ca_v1_SignatureAlgorithm a = 0;
+	unsigned bits = 0;
+	struct p11ca_errmsg em = {0};
+	assert_int_equal(cli_sig_alg_parse("RSA-SHA384", &a, NULL), P11CA_OK);
+	assert_int_equal(a, p11ca_v1_SignatureAlgorithm_SIGNATURE_ALGORITHM_RSA_PKCS1_SHA384);
+	assert_int_equal(cli_sig_alg_parse("rsa-pss-sha512", &a, NULL), P11CA_OK);
+	assert_int_equal(cli_sig_alg_parse("rsa-sha1", &a, NULL), P11CA_E_INVALID_ARG);
+	assert_int_equal(cli_hash_parse("SHA-256", &bits, NULL), P11CA_OK);
+	assert_int_equal(bits, 256);
+	assert_int_equal(cli_hash_parse("sha512", &bits, NULL), P11CA_OK);
+	assert_int_equal(bits, 512);
+	assert_int_equal(cli_hash_parse("SHA-1", &bits, NULL), P11CA_E_INVALID_ARG);
+	assert_int_equal(cli_hash_parse("sha-3840", &bits, NULL), P11CA_E_INVALID_ARG);
+	assert_int_equal(cli_hash_parse("md5", &bits, NULL), P11CA_E_INVALID_ARG);
+
+	const p11ca_v1_SignatureAlgorithm none =
+		p11ca_v1_SignatureAlgorithm_SIGNATURE_ALGORITHM_UNSPECIFIED;
+	assert_int_equal(
+		cli_sig_alg_for_hash(384, p11ca_v1_KeyType_KEY_TYPE_RSA2048, none, &a, NULL),
+		P11CA_OK);
+	assert_int_equal(a, p11ca_v1_SignatureAlgorithm_SIGNATURE_ALGORITHM_RSA_PKCS1_SHA384);
+	assert_int_equal(
+		cli_sig_alg_for_hash(512, p11ca_v1_KeyType_KEY_TYPE_RSA4096,
+				     p11ca_v1_SignatureAlgorithm_SIGNATURE_ALGORITHM_RSA_PSS_SHA256,
+				     &a, NULL),
+		P11CA_OK);
+	assert_int_equal(a, p11ca_v1_SignatureAlgorithm_SIGNATURE_ALGORITHM_RSA_PSS_SHA512);
+	assert_int_equal(cli_sig_alg_for_hash(256, p11ca_v1_KeyType_KEY_TYPE_P521, none, &a, NULL),
+			 P11CA_OK);
+	assert_int_equal(a, p11ca_v1_SignatureAlgorithm_SIGNATURE_ALGORITHM_ECDSA_SHA256);
+	assert_int_equal(
+		cli_sig_alg_for_hash(256, p11ca_v1_KeyType_KEY_TYPE_ED25519, none, &a, &em),
+		P11CA_E_INVALID_ARG);
+	assert_non_null(strstr(em.text, "without a separate hash"));
+	assert_int_equal(
+		cli_sig_alg_for_hash(256, p11ca_v1_KeyType_KEY_TYPE_UNSPECIFIED, none, &a, NULL),
+		P11CA_E_INVALID_ARG);
+	assert_int_equal(cli_sig_alg_for_hash(1, p11ca_v1_KeyType_KEY_TYPE_P256, none, &a, NULL),
+			 P11CA_E_INVALID_ARG);
+}
+
+static void test_names_emails_oids(void **state)
+{
+	(void)state;
+	struct p11ca_errmsg em = {0};
+	static const char *const sans[] = {
+		"www.example", "DNS:www.example",	 "dns:x",	    "IP:192.0.2.1",
+		"2001:db8::1", "email:a@example.com",	 "URI:https://x/y", "dirname:CN=x,O=y",
+		"rid:1.2.3",   "otherName:1.2.3;UTF8:v", "192.0.2.7",	    "bücher.example",
+	};
+	for (size_t i = 0; i < sizeof(sans) / sizeof(sans[0]); i++)
+		if (cli_general_name_check(sans[i], false, NULL) != P11CA_OK)
+			fail_msg("SAN '%s' refused", sans[i]);
+	assert_int_equal(cli_general_name_check("foo:bar", false, &em), P11CA_E_INVALID_ARG);
+	assert_non_null(strstr(em.text, "unknown name type 'foo'"));
+	assert_int_equal(cli_general_name_check("DNS:", false, NULL), P11CA_E_INVALID_ARG);
+	assert_int_equal(cli_general_name_check("", false, NULL), P11CA_E_INVALID_ARG);
+	assert_int_equal(cli_general_name_check("otherName:1.2.3:v", false, NULL),
+			 P11CA_E_INVALID_ARG);
+	/* Constraints need a type and cannot be rid or otherName. */
+	assert_int_equal(cli_general_name_check("IP:10.0.0.0/8", true, NULL), P11CA_OK);
+	assert_int_equal(cli_general_name_check("example.com", true, NULL), P11CA_E_INVALID_ARG);
+	assert_int_equal(cli_general_name_check("rid:1.2.3", true, NULL), P11CA_E_INVALID_ARG);
+
+	assert_int_equal(cli_email_check("ops@example.com", NULL), P11CA_OK);
+	static const char *const bad_mail[] = {"ops",	 "@example.com",    "ops@",
+					       "a@b@c",	 "a b@example.com", "<a@example.com>",
+					       "a@x,b@y"};
+	for (size_t i = 0; i < sizeof(bad_mail) / sizeof(bad_mail[0]); i++)
+		if (cli_email_check(bad_mail[i], NULL) != P11CA_E_INVALID_ARG)
+			fail_msg("email '%s' accepted", bad_mail[i]);
+	assert_int_equal(cli_email_check(NULL, NULL), P11CA_E_INVALID_ARG);
+
+	assert_int_equal(cli_oid_check("2.23.140.1.2.1", NULL), P11CA_OK);
+	assert_int_equal(cli_oid_check("1.3.6.1.4.1.311.20.2.3", NULL), P11CA_OK);
+	static const char *const bad_oid[] = {"1",    "3.1", "1..2", "1.2.",
+					      "1.02", "a.b", "",     "1.2x"};
+	for (size_t i = 0; i < sizeof(bad_oid) / sizeof(bad_oid[0]); i++)
+		if (cli_oid_check(bad_oid[i], NULL) != P11CA_E_INVALID_ARG)
+			fail_msg("OID '%s' accepted", bad_oid[i]);
+}
+
+static void test_policy_and_usage_parse(void **state)
+{
+	(void)state;
+	p11ca_v1_Policy p;
+	p11ca_v1_UsageList u;
+	struct p11ca_errmsg em = {0};
+	assert_int_equal(cli_policy_parse("2.5.29.32.0", &p, NULL), P11CA_OK);
+	assert_int_equal(p.cps_uris_count, 0);
+	assert_string_equal(p.user_notice, "");
+	assert_int_equal(cli_policy_parse("1.2.3;cps=http://a;CPS=http://b;notice=x;y=z", &p, NULL),
+			 P11CA_OK);
+	assert_int_equal(p.cps_uris_count, 2);
+	assert_string_equal(p.cps_uris[1], "http://b");
+	assert_string_equal(p.user_notice, "x;y=z");
+	assert_int_equal(cli_policy_parse("1.2.3;cps=a;cps=b;cps=c", &p, &em), P11CA_E_INVALID_ARG);
+	assert_non_null(strstr(em.text, "at most 2"));
+	assert_int_equal(cli_policy_parse("1.2.3;url=x", &p, NULL), P11CA_E_INVALID_ARG);
+	assert_int_equal(cli_policy_parse(";cps=x", &p, NULL), P11CA_E_INVALID_ARG);
+	assert_int_equal(cli_policy_parse("anyPolicy", &p, NULL), P11CA_E_INVALID_ARG);
+	assert_int_equal(cli_policy_parse("1.2.3;cps=", &p, NULL), P11CA_E_INVALID_ARG);
+	char notice[220];
+	memset(notice, 'n', sizeof(notice));
+	memcpy(notice, "1.2;notice=", 11);
+	notice[sizeof(notice) - 1] = '\0'; /* 208 bytes of notice: over 200 */
+	assert_int_equal(cli_policy_parse(notice, &p, NULL), P11CA_E_INVALID_ARG);
+
+	assert_int_equal(cli_usage_parse("digitalSignature, KEYENCIPHERMENT", true, &u, NULL),
+			 P11CA_OK);
+	assert_true(u.critical); /* keyUsage: critical unless said otherwise */
+	assert_string_equal(u.names[1], "keyEncipherment");
+	assert_int_equal(cli_usage_parse("noncritical,cRLSign", true, &u, NULL), P11CA_OK);
+	assert_false(u.critical);
+	assert_int_equal(cli_usage_parse("serverAuth,1.3.6.1.5.5.7.3.9", false, &u, NULL),
+			 P11CA_OK);
+	assert_false(u.critical);
+	assert_int_equal(cli_usage_parse("critical,ocspsigning", false, &u, NULL), P11CA_OK);
+	assert_true(u.critical);
+	assert_string_equal(u.names[0], "OCSPSigning");
+	assert_int_equal(cli_usage_parse("signEverything", true, &u, &em), P11CA_E_INVALID_ARG);
+	assert_int_equal(cli_usage_parse("serverAuth", true, &u, NULL), P11CA_E_INVALID_ARG);
+	assert_int_equal(cli_usage_parse("cRLSign,crlsign", true, &u, NULL), P11CA_E_INVALID_ARG);
+	assert_int_equal(cli_usage_parse("critical", true, &u, NULL), P11CA_E_INVALID_ARG);
+	assert_int_equal(cli_usage_parse(",", false, &u, NULL), P11CA_E_INVALID_ARG);
+}
+
+/* Every one of these is refused before any connection: no server is configured, so
+ * reaching the network would exit 78, not 64. */
+static void test_new_options_refused_before_rpc(void **state)
+{
+	(void)state;
+	const char *csr = "/nonexistent.csr";
+#define SIGN "cert", "sign", "--ca", "x", "--csr", csr
+	expect_usage(run_cli(SIGN, "--san", "foo:bar", NULL), "unknown name type 'foo'");
+	expect_usage(run_cli(SIGN, "--crl-url", "http://a", "--no-crl-url", NULL),
+		     "--crl-url and --no-crl-url exclude each other");
+	expect_usage(run_cli(SIGN, "--ocsp-url", "ftp://a", NULL), "not an http://");
+	expect_usage(run_cli(SIGN, "--issuer-url", "http://a b", NULL), "space");
+	expect_usage(run_cli(SIGN, "--policy", "1.2.3;bogus=1", NULL), "use cps=URI");
+	expect_usage(run_cli(SIGN, "--policy", "1.2", "--policy", "1.3", "--policy", "1.4",
+			     "--policy", "1.5", "--policy", "1.6", NULL),
+		     "too many certificate policies");
+	expect_usage(run_cli(SIGN, "--key-usage", "digitalSignature,signEverything", NULL),
+		     "unknown keyUsage 'signEverything'");
+	expect_usage(run_cli(SIGN, "--ext-key-usage", "webAuth", NULL), "unknown extendedKeyUsage");
+	expect_usage(run_cli(SIGN, "--tls-feature", "status_request_v2", NULL),
+		     "the only TLS feature is status_request");
+	expect_usage(run_cli(SIGN, "--must-staple", "--no-tls-feature", NULL), "contradicts");
+	expect_usage(run_cli(SIGN, "--ocsp-no-check", "--no-ocsp-no-check", NULL), "exclude");
+	expect_usage(run_cli(SIGN, "--watch", "ops", NULL), "not an email address");
+	expect_usage(run_cli(SIGN, "--watch", "a@x", "--watch", "b@x", "--watch", "c@x", "--watch",
+			     "d@x", "--watch", "e@x", "--watch", "f@x", "--watch", "g@x", "--watch",
+			     "h@x", "--watch", "i@x", NULL),
+		     "too many --watch options: 9, the limit is 8");
+	expect_usage(run_cli(SIGN, "--algorithm", "md5", NULL), "unknown algorithm 'md5'");
+	expect_usage(run_cli(SIGN, "--cn-not-in-san=yes", NULL), "takes no value");
+#undef SIGN
+	expect_usage(run_cli("cert", "revoke", "0A", "--compromised", "yesterday", NULL),
+		     "bad --compromised");
+	expect_usage(run_cli("cert", "revoke", "0A", "--reason", "remove_from_crl", NULL),
+		     "unknown revocation reason");
+	expect_usage(run_cli("cert", "list", "--after", "03", "--expired", NULL),
+		     "--after works in serial order only");
+	expect_usage(run_cli("cert", "list", "--limit", "0", NULL), "--limit");
+	expect_usage(run_cli("cert", "list", "--limit", "5", "--all", NULL), "exclude each other");
+	expect_usage(run_cli("cert", "list", "--expired", "--expiring-within", "3", NULL),
+		     "exclude each other");
+	expect_usage(run_cli("cert", "list", "--after", "xyz", NULL), "not a hex digit");
+	expect_usage(run_cli("cert", "resign", "0A", "--expires", "0", NULL), "--expires");
+	expect_usage(run_cli("cert", "watchers", "0A", "--add", "a@x", "--remove", "A@x", NULL),
+		     "--add and --remove name the same address");
+	expect_usage(run_cli("cert", "watchers", "0A", "--add", "nobody", NULL),
+		     "not an email address");
+	expect_usage(run_cli("cert", "import", NULL), "missing argument(s): FILE");
+	expect_usage(run_cli("ca", "init", "n", "CN=x", "--permit-name", "example.com", NULL),
+		     "has no type");
+	expect_usage(run_cli("ca", "init", "n", "CN=x", "--exclude-name", "rid:1.2.3", NULL),
+		     "rid cannot be a name constraint");
+	expect_usage(
+		run_cli("ca", "init", "n", "CN=x", "--path-length", "1", "--no-path-length", NULL),
+		"exclude each other");
+	expect_usage(run_cli("ca", "init", "n", "CN=x", "--inhibit-any-policy", "256", NULL),
+		     "--inhibit-any-policy");
+	/* A root's key type is known here: Ed25519 with a hash is refused without a call. */
+	expect_usage(run_cli("ca", "init", "n", "CN=x", "--key-type", "ed25519", "--algorithm",
+			     "SHA-256", NULL),
+		     "without a separate hash");
+	expect_usage(run_cli("ca", "init", "n", "CN=x", "--algorithm", "ecdsa-sha256", "--sig-alg",
+			     "ecdsa-sha256", NULL),
+		     "exclude each other");
+	expect_usage(run_cli("ca", "edit", "x", NULL), "nothing to change");
+	expect_usage(run_cli("ca", "edit", "x", "--enable", "--disable", NULL),
+		     "exclude each other");
+	expect_usage(
+		run_cli("ca", "edit", "x", "--default-profile", "a", "--no-default-profile", NULL),
+		"exclude each other");
+	expect_usage(run_cli("ca", "import", "n", "c.pem", NULL),
+		     "missing the required option --key-uri");
+	expect_usage(run_cli("ca", "import", "n", "c.pem", "--key-uri",
+			     "pkcs11:object=x;pin-value=1234", NULL),
+		     "it holds a PIN");
+	expect_usage(run_cli("ca", "import", "n", "c.pem", "--key-uri", "object=x", NULL),
+		     "must start with pkcs11:");
+	expect_usage(run_cli("ca", "import", "n", "c.pem", "--key-uri", "pkcs11:token=t", NULL),
+		     "names no key");
+	expect_usage(run_cli("ca", "revoke", "x", "--compromised", "2026-11-20T10:00", NULL),
+		     "bad --compromised");
+	expect_usage(run_cli("profile", "list", "x", NULL), "unexpected argument 'x'");
+	expect_usage(run_cli("notify", "expiring", "--now", NULL), "unknown option '--now'");
+}
+
+/* Every command: help with an example, every option listed, and no table larger than
+ * what the parser can hold. */
+static void test_every_command_has_help(void **state)
+{
+	(void)state;
+	static const struct cli_cmd *const tables[] = {
+		cli_cmds_hsm,	       cli_cmds_ca,  cli_cmds_ca_edit, cli_cmds_cert,
+		cli_cmds_cert_records, cli_cmds_crl, cli_cmds_profile, cli_cmds_notify};
+	size_t commands = 0;
+	for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]); t++) {
+		for (const struct cli_cmd *c = tables[t]; c->noun != NULL; c++) {
+			size_t n = 0;
+			struct run r = c->verb ? run_cli(c->noun, c->verb, "--help", NULL)
+					       : run_cli(c->noun, "--help", NULL);
+			assert_int_equal(r.rc, 0);
+			assert_non_null(strstr(r.out, "Example:\n  p11ca "));
+			for (const struct cli_opt *o = c->opts; o && o->name; o++, n++) {
+				char flag[64];
+				snprintf(flag, sizeof(flag), "  --%s", o->name);
+				if (strstr(r.out, flag) == NULL)
+					fail_msg("%s %s --help lacks %s", c->noun, c->verb, flag);
+			}
+			assert_true(n <= CLI_MAX_OPTS);
+			run_free(&r);
+			commands++;
+		}
+	}
+	assert_true(commands >= 20);
+	expect_help(run_cli("--help", NULL), "notify expiring");
+	expect_help(run_cli("ca", "init", "--help", NULL), "go into this CA's OWN certificate");
+	expect_help(run_cli("cert", "sign", "--help", NULL), "otherName:OID;UTF8:value");
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -548,6 +850,12 @@ int main(void)
 		cmocka_unit_test(test_table_aligns_columns),
 		cmocka_unit_test(test_deliver),
 		cmocka_unit_test(test_der_to_pem),
+		cmocka_unit_test(test_time_and_reason_parse),
+		cmocka_unit_test(test_algorithm_names),
+		cmocka_unit_test(test_names_emails_oids),
+		cmocka_unit_test(test_policy_and_usage_parse),
+		cmocka_unit_test(test_new_options_refused_before_rpc),
+		cmocka_unit_test(test_every_command_has_help),
 	};
 	return cmocka_run_group_tests_name("cli", tests, setup, teardown);
 }

@@ -44,7 +44,7 @@ static size_t issued_der_len;
 /* What the fake server does, and what it saw. Written by tests before a run, read by the
  * server thread during it; p11ca_main returning (connection closed, every answer read)
  * orders the two. */
-enum mode { MODE_NORMAL, MODE_WRONG_ID, MODE_HANG_UP };
+enum mode { MODE_NORMAL, MODE_WRONG_ID, MODE_HANG_UP, MODE_NOTIFY_FAILS };
 static struct {
 	enum mode mode;
 	char last_serial[65];
@@ -54,6 +54,9 @@ static struct {
 	p11ca_v1_RevocationReason last_reason;
 	int calls;
 } srv;
+
+/* The last request of each run, whole: the new commands are checked field by field. */
+static p11ca_v1_Request last_req;
 
 static int listen_fd = -1;
 static SSL_CTX *server_ctx;
@@ -112,6 +115,7 @@ static void fill_cert(p11ca_v1_CertSummary *c)
 
 static void answer(const p11ca_v1_Request *q, p11ca_v1_Response *a)
 {
+	last_req = *q;
 	a->request_id = srv.mode == MODE_WRONG_ID ? q->request_id + 1 : q->request_id;
 	a->has_status = true;
 	a->status.code = p11ca_v1_StatusCode_STATUS_CODE_OK;
@@ -163,6 +167,122 @@ static void answer(const p11ca_v1_Request *q, p11ca_v1_Response *a)
 		memcpy(a->result.ca_export.data.bytes, issued_der, issued_der_len);
 		a->result.ca_export.data.size = (pb_size_t)issued_der_len;
 		a->result.ca_export.certificate_count = 1;
+		break;
+	case p11ca_v1_Request_ca_init_tag:
+		a->result.ca_init.has_ca = true;
+		fill_ca(&a->result.ca_init.ca, q->op.ca_init.name, q->op.ca_init.parent, 0x03);
+		break;
+	case p11ca_v1_Request_ca_view_tag: {
+		/* "rsa-pss" is an RSA CA that signs with PSS; anything else a P-384 one. */
+		p11ca_v1_CaViewResponse *v = &a->result.ca_view;
+		bool rsa = strcmp(q->op.ca_view.ca, "rsa-pss") == 0;
+		v->has_ca = true;
+		fill_ca(&v->ca, q->op.ca_view.ca, "root", 0x02);
+		v->ca.enabled = true;
+		v->ca.key_type =
+			rsa ? p11ca_v1_KeyType_KEY_TYPE_RSA3072 : p11ca_v1_KeyType_KEY_TYPE_P384;
+		v->has_settings = true;
+		v->settings.enabled = true;
+		v->settings.signature_algorithm =
+			rsa ? p11ca_v1_SignatureAlgorithm_SIGNATURE_ALGORITHM_RSA_PSS_SHA256
+			    : p11ca_v1_SignatureAlgorithm_SIGNATURE_ALGORITHM_ECDSA_SHA384;
+		snprintf(v->settings.default_profile, 65, "server");
+		snprintf(v->settings.key_uri, 512, "pkcs11:object=issuing;type=private");
+		v->settings.permitted_names_count = 1;
+		snprintf(v->settings.permitted_names[0], 256, "DNS:example.com");
+		v->settings.has_issued = true;
+		v->settings.issued.has_crl_urls = true;
+		v->settings.issued.crl_urls.values_count = 1;
+		snprintf(v->settings.issued.crl_urls.values[0], 256,
+			 "http://crl.example/{ca_name}");
+		v->settings.issued.has_ocsp_urls = true; /* present and empty: none */
+		break;
+	}
+	case p11ca_v1_Request_ca_edit_tag:
+		a->result.ca_edit.has_ca = true;
+		fill_ca(&a->result.ca_edit.ca, q->op.ca_edit.ca, "root", 0x02);
+		a->result.ca_edit.has_settings = true;
+		a->result.ca_edit.settings.enabled =
+			!q->op.ca_edit.has_enabled || q->op.ca_edit.enabled;
+		a->result.ca_edit.settings.has_issued = q->op.ca_edit.has_issued;
+		a->result.ca_edit.settings.issued = q->op.ca_edit.issued;
+		break;
+	case p11ca_v1_Request_ca_import_tag:
+		a->result.ca_import.has_ca = true;
+		fill_ca(&a->result.ca_import.ca, q->op.ca_import.name, "", 0x04);
+		break;
+	case p11ca_v1_Request_ca_revoke_tag:
+		a->result.ca_revoke.has_ca = true;
+		fill_ca(&a->result.ca_revoke.ca, q->op.ca_revoke.ca, "root", 0x02);
+		a->result.ca_revoke.ca.status = p11ca_v1_CaStatus_CA_STATUS_REVOKED;
+		a->result.ca_revoke.ca.has_revocation = true;
+		a->result.ca_revoke.ca.revocation.revoked_at = 1700000500;
+		a->result.ca_revoke.ca.revocation.reason = q->op.ca_revoke.reason;
+		a->result.ca_revoke.ca.revocation.compromised_at = q->op.ca_revoke.compromised_at;
+		break;
+	case p11ca_v1_Request_cert_resign_tag:
+		a->result.cert_resign.has_cert = true;
+		fill_cert(&a->result.cert_resign.cert);
+		memcpy(a->result.cert_resign.certificate_der.bytes, issued_der, issued_der_len);
+		a->result.cert_resign.certificate_der.size = (pb_size_t)issued_der_len;
+		break;
+	case p11ca_v1_Request_cert_import_tag:
+		a->result.cert_import.has_cert = true;
+		fill_cert(&a->result.cert_import.cert);
+		snprintf(a->result.cert_import.cert.profile, 65, "imported");
+		break;
+	case p11ca_v1_Request_cert_watchers_tag: {
+		p11ca_v1_CertWatchersResponse *w = &a->result.cert_watchers;
+		w->has_cert = true;
+		fill_cert(&w->cert);
+		snprintf(w->watchers[w->watchers_count++], 255, "kept@example.com");
+		for (pb_size_t i = 0; i < q->op.cert_watchers.add_count; i++)
+			memcpy(w->watchers[w->watchers_count++], q->op.cert_watchers.add[i], 255);
+		break;
+	}
+	case p11ca_v1_Request_cert_list_tag: {
+		/* Serials 01..05 in pages of 2 (or the limit asked for, if smaller); the page
+		 * token is the next serial's number. */
+		const p11ca_v1_CertListRequest *r = &q->op.cert_list;
+		p11ca_v1_CertListResponse *l = &a->result.cert_list;
+		unsigned next = r->page_token.size ? r->page_token.bytes[0]
+				: r->after[0]	   ? (unsigned)strtoul(r->after, NULL, 16) + 1
+						   : 1;
+		unsigned page = r->limit != 0 && r->limit < 2 ? r->limit : 2;
+		for (; l->certs_count < page && next <= 5; next++) {
+			p11ca_v1_CertSummary *c = &l->certs[l->certs_count++];
+			fill_cert(c);
+			c->serial.size = 1;
+			c->serial.bytes[0] = (uint8_t)next;
+		}
+		if (next <= 5) {
+			l->next_page_token.size = 1;
+			l->next_page_token.bytes[0] = (uint8_t)next;
+		}
+		break;
+	}
+	case p11ca_v1_Request_profile_list_tag: {
+		p11ca_v1_ProfileListResponse *l = &a->result.profile_list;
+		p11ca_v1_ProfileInfo *p = &l->profiles[l->profiles_count++];
+		snprintf(p->name, 65, "webserver");
+		p->enabled = p->is_default = p->cn_in_san = p->add_crl_url = true;
+		p->has_key_usage = true;
+		p->key_usage.critical = true;
+		p->key_usage.names_count = 2;
+		snprintf(p->key_usage.names[0], 40, "digitalSignature");
+		snprintf(p->key_usage.names[1], 40, "keyAgreement");
+		p->has_extended_key_usage = true;
+		p->extended_key_usage.names_count = 1;
+		snprintf(p->extended_key_usage.names[0], 40, "serverAuth");
+		p = &l->profiles[l->profiles_count++];
+		snprintf(p->name, 65, "ocsp");
+		p->ocsp_no_check = true;
+		break;
+	}
+	case p11ca_v1_Request_notify_expiring_tag:
+		a->result.notify_expiring.certificates = 2;
+		a->result.notify_expiring.messages_sent = 3;
+		a->result.notify_expiring.messages_failed = srv.mode == MODE_NOTIFY_FAILS ? 1 : 0;
 		break;
 	case p11ca_v1_Request_cert_revoke_tag:
 		snprintf(srv.last_serial, sizeof(srv.last_serial), "%s", q->op.cert_revoke.serial);
@@ -306,7 +426,7 @@ static void run_free(struct run *r)
 static struct run run_as(const char *server, const char *cert, const char *cacert,
 			 const char *first, ...)
 {
-	char *argv[40];
+	char *argv[64];
 	int argc = 0;
 	argv[argc++] = (char *)"p11ca";
 	argv[argc++] = (char *)"--server";
@@ -320,7 +440,7 @@ static struct run run_as(const char *server, const char *cert, const char *cacer
 	va_list ap;
 	va_start(ap, first);
 	for (const char *s = first; s != NULL; s = va_arg(ap, const char *)) {
-		assert_true(argc < 39);
+		assert_true(argc < 63);
 		argv[argc++] = (char *)s;
 	}
 	va_end(ap);
@@ -461,7 +581,7 @@ static void test_serial_normalised_and_revoke_denied(void **state)
 	run_free(&r);
 
 	/* An operation the server does not know: 69 with the upgrade hint. */
-	r = RUN("cert", "list");
+	r = RUN("crl", "get", "--ca", "root");
 	assert_int_equal(r.rc, 69);
 	expect_in(r.err, "unimplemented — this server does not offer it");
 	run_free(&r);
@@ -649,6 +769,278 @@ static void test_client_api(void **state)
 	free(a);
 }
 
+/* ---- issue 4: the new commands and options, checked in the request the server got ---------- */
+
+static const char *write_tmp(const char *name, const char *text)
+{
+	static char p[1024];
+	snprintf(p, sizeof(p), "%s/%s", pki.dir, name);
+	FILE *f = fopen(p, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+	return p;
+}
+
+static void test_cert_sign_extension_options(void **state)
+{
+	(void)state;
+	char csr[1024];
+	snprintf(csr, sizeof(csr), "%s", write_tmp("sign.csr", "CSR, not checked by the fake\n"));
+	srv.mode = MODE_NORMAL;
+	int calls = srv.calls;
+	struct run r = RUN(
+		"cert", "sign", "--ca", "issuing", "--csr", csr, "--subject", "/C=AT/CN=x", "--san",
+		"DNS:a.example", "--san", "otherName:1.3.6.1.4.1.311.20.2.3;UTF8:u@example",
+		"--watch", "a@example.com", "--watch", "b@example.com", "--cn-not-in-san",
+		"--no-cn-from-san", "--crl-url", "http://crl.example/x.crl", "--no-ocsp-url",
+		"--policy", "2.23.140.1.2.1;cps=https://ca.example/cps;notice=Hi; there",
+		"--key-usage", "critical,digitalsignature", "--ext-key-usage",
+		"serverAuth,1.3.6.1.5.5.7.3.2", "--must-staple", "--ocsp-no-check",
+		"--issuer-alt-name", "URI:http://ca.example", "--algorithm", "SHA-384");
+	assert_int_equal(r.rc, 0);
+	run_free(&r);
+	/* A bare hash cost one ca view to learn the CA's key (P-384 here): two calls. */
+	assert_int_equal(srv.calls, calls + 2);
+	assert_int_equal(last_req.which_op, p11ca_v1_Request_cert_sign_tag);
+	const p11ca_v1_CertSignRequest *q = &last_req.op.cert_sign;
+	assert_string_equal(q->subject, "/C=AT/CN=x");
+	assert_int_equal(q->signature_algorithm,
+			 p11ca_v1_SignatureAlgorithm_SIGNATURE_ALGORITHM_ECDSA_SHA384);
+	assert_int_equal(q->sans_count, 2);
+	assert_string_equal(q->sans[1], "otherName:1.3.6.1.4.1.311.20.2.3;UTF8:u@example");
+	assert_int_equal(q->watchers_count, 2);
+	assert_string_equal(q->watchers[1], "b@example.com");
+	assert_true(q->no_cn_in_san && q->no_san_to_cn);
+	assert_true(q->has_extensions);
+	const p11ca_v1_ExtensionSettings *e = &q->extensions;
+	assert_true(e->has_crl_urls && e->crl_urls.values_count == 1);
+	assert_string_equal(e->crl_urls.values[0], "http://crl.example/x.crl");
+	assert_true(e->has_ocsp_urls && e->ocsp_urls.values_count == 0); /* none */
+	assert_false(e->has_issuer_urls);				 /* inherit */
+	assert_true(e->has_policies && e->policies.policies_count == 1);
+	assert_string_equal(e->policies.policies[0].oid, "2.23.140.1.2.1");
+	assert_string_equal(e->policies.policies[0].cps_uris[0], "https://ca.example/cps");
+	assert_string_equal(e->policies.policies[0].user_notice, "Hi; there");
+	assert_true(e->has_key_usage && e->key_usage.critical);
+	assert_string_equal(e->key_usage.names[0], "digitalSignature"); /* canonical spelling */
+	assert_true(e->has_extended_key_usage && !e->extended_key_usage.critical);
+	assert_string_equal(e->extended_key_usage.names[1], "1.3.6.1.5.5.7.3.2");
+	assert_true(e->has_tls_feature_status_request && e->tls_feature_status_request);
+	assert_true(e->has_ocsp_no_check && e->ocsp_no_check);
+	assert_true(e->has_issuer_alt_names);
+
+	/* SHA-256 on an RSA CA that signs with PSS stays PSS. */
+	r = RUN("cert", "sign", "--ca", "rsa-pss", "--csr", csr, "--algorithm", "sha256");
+	assert_int_equal(r.rc, 0);
+	run_free(&r);
+	assert_int_equal(last_req.op.cert_sign.signature_algorithm,
+			 p11ca_v1_SignatureAlgorithm_SIGNATURE_ALGORITHM_RSA_PSS_SHA256);
+	assert_false(last_req.op.cert_sign.has_extensions); /* no option: inherit everything */
+
+	/* A full name needs no look-up. */
+	calls = srv.calls;
+	r = RUN("cert", "sign", "--ca", "issuing", "--csr", csr, "--algorithm", "rsa-sha512");
+	assert_int_equal(r.rc, 0);
+	run_free(&r);
+	assert_int_equal(srv.calls, calls + 1);
+	assert_int_equal(last_req.op.cert_sign.signature_algorithm,
+			 p11ca_v1_SignatureAlgorithm_SIGNATURE_ALGORITHM_RSA_PKCS1_SHA512);
+}
+
+static void test_ca_init_view_edit_import_revoke(void **state)
+{
+	(void)state;
+	srv.mode = MODE_NORMAL;
+	struct run r = RUN("ca", "init", "sub", "CN=Sub", "--parent", "rsa-pss", "--no-path-length",
+			   "--algorithm", "SHA-512", "--issue-algorithm", "SHA-256",
+			   "--permit-name", "DNS:example.com", "--exclude-name", "IP:10.0.0.0/8",
+			   "--crl-url", "http://crl.example/{ca_name}.crl", "--ca-crl-url",
+			   "http://crl.example/root.crl", "--require-explicit-policy", "0",
+			   "--inhibit-any-policy", "1", "--default-profile", "server");
+	assert_int_equal(r.rc, 0);
+	expect_in(r.out, "name:                sub\n");
+	run_free(&r);
+	const p11ca_v1_CaInitRequest *i = &last_req.op.ca_init;
+	assert_int_equal(last_req.which_op, p11ca_v1_Request_ca_init_tag);
+	assert_false(i->has_path_length);
+	/* Signed by the parent's RSA key, which signs with PSS; issues with its own P-256. */
+	assert_int_equal(i->signature_algorithm,
+			 p11ca_v1_SignatureAlgorithm_SIGNATURE_ALGORITHM_RSA_PSS_SHA512);
+	assert_int_equal(i->issue_signature_algorithm,
+			 p11ca_v1_SignatureAlgorithm_SIGNATURE_ALGORITHM_ECDSA_SHA256);
+	assert_int_equal(i->permitted_names_count, 1);
+	assert_string_equal(i->excluded_names[0], "IP:10.0.0.0/8");
+	assert_true(i->has_issued && i->issued.has_crl_urls);
+	assert_string_equal(i->issued.crl_urls.values[0], "http://crl.example/{ca_name}.crl");
+	assert_true(i->has_extensions && i->extensions.has_crl_urls);
+	assert_string_equal(i->extensions.crl_urls.values[0], "http://crl.example/root.crl");
+	assert_false(i->extensions.has_key_usage);
+	assert_true(i->has_require_explicit_policy && i->require_explicit_policy == 0);
+	assert_true(i->has_inhibit_any_policy && i->inhibit_any_policy == 1);
+	assert_false(i->has_inhibit_policy_mapping);
+	assert_string_equal(i->default_profile, "server");
+
+	r = RUN("ca", "view", "issuing");
+	assert_int_equal(r.rc, 0);
+	expect_in(r.out, "issues with:         ecdsa-sha384\n");
+	expect_in(r.out, "permitted names:     DNS:example.com\n");
+	expect_in(r.out, "  CRL URLs:          http://crl.example/{ca_name}\n");
+	expect_in(r.out, "  OCSP URLs:         (none)\n");
+	expect_in(r.out, "  issuer URLs:       (inherited)\n");
+	run_free(&r);
+	r = RUN("--json", "ca", "view", "issuing");
+	assert_int_equal(r.rc, 0);
+	expect_in(r.out,
+		  "\"settings\": {\n    \"enabled\": true,\n    \"default_profile\": \"server\",");
+	expect_in(r.out, "\"crl_urls\": [\n        \"http://crl.example/{ca_name}\"\n      ],\n"
+			 "      \"ocsp_urls\": [],\n      \"issuer_urls\": null,");
+	run_free(&r);
+
+	r = RUN("ca", "edit", "issuing", "--disable", "--no-default-profile", "--ocsp-url",
+		"http://ocsp.example");
+	assert_int_equal(r.rc, 0);
+	expect_in(r.out, "enabled:             no (issues nothing)\n");
+	run_free(&r);
+	const p11ca_v1_CaEditRequest *e = &last_req.op.ca_edit;
+	assert_true(e->has_enabled && !e->enabled);
+	assert_true(e->has_default_profile);
+	assert_string_equal(e->default_profile, "");
+	assert_true(e->has_issued && e->issued.has_ocsp_urls && !e->issued.has_crl_urls);
+	assert_int_equal(e->signature_algorithm,
+			 p11ca_v1_SignatureAlgorithm_SIGNATURE_ALGORITHM_UNSPECIFIED);
+
+	const char *cert = write_tmp("import-ca.pem", "-----BEGIN CERTIFICATE-----\nx\n");
+	r = RUN("ca", "import", "legacy", cert, "--key-uri", "pkcs11:object=legacy;id=%01");
+	assert_int_equal(r.rc, 0);
+	run_free(&r);
+	assert_string_equal(last_req.op.ca_import.key_uri, "pkcs11:object=legacy;id=%01");
+	assert_int_equal(last_req.op.ca_import.certificate.size, 30);
+
+	r = RUN("ca", "revoke", "issuing", "--reason", "ca_compromise", "--compromised",
+		"2026-11-20T11:00:00+01:00");
+	assert_int_equal(r.rc, 0);
+	expect_in(r.out, "revoked:             2023-11-14T22:21:40Z (cACompromise)\n");
+	expect_in(r.out, "compromised:         2026-11-20T10:00:00Z\n");
+	run_free(&r);
+	assert_int_equal(last_req.op.ca_revoke.compromised_at, 1795168800);
+}
+
+static void test_cert_list_filters_and_paging(void **state)
+{
+	(void)state;
+	srv.mode = MODE_NORMAL;
+	struct run r = RUN("cert", "list", "--limit", "3", "--ca", "issuing", "--revoked",
+			   "--profile", "webserver");
+	assert_int_equal(r.rc, 0);
+	expect_in(r.out, "\n01 ");
+	expect_in(r.out, "\n03 ");
+	assert_null(strstr(r.out, "\n04 "));
+	expect_in(r.err, "continue with --after 03");
+	run_free(&r);
+	const p11ca_v1_CertListRequest *q = &last_req.op.cert_list;
+	assert_string_equal(q->ca, "issuing");
+	assert_true(q->revoked && !q->expired);
+	assert_string_equal(q->profile, "webserver");
+	assert_int_equal(q->limit, 1); /* the third certificate was all that was still wanted */
+
+	r = RUN("cert", "list", "--after", "03");
+	assert_int_equal(r.rc, 0);
+	expect_in(r.out, "\n04 ");
+	expect_in(r.out, "\n05 ");
+	assert_null(strstr(r.out, "\n03 "));
+	assert_string_equal(r.err, "");
+	run_free(&r);
+
+	r = RUN("cert", "list", "--all", "--expiring-within", "30");
+	assert_int_equal(r.rc, 0);
+	expect_in(r.out, "\n05 ");
+	run_free(&r);
+	assert_int_equal(last_req.op.cert_list.expiring_within_days, 30);
+
+	r = RUN("--json", "cert", "list", "--limit", "1");
+	assert_int_equal(r.rc, 0);
+	expect_in(r.out, "\"truncated\": true,\n  \"next_after\": \"01\"\n}\n");
+	run_free(&r);
+}
+
+static void test_cert_resign_import_watchers(void **state)
+{
+	(void)state;
+	char out[1024];
+	snprintf(out, sizeof(out), "%s/resigned.pem", pki.dir);
+	srv.mode = MODE_NORMAL;
+	struct run r = RUN("cert", "resign", "0a:1b:ff", "--expires", "30", "--profile", "client",
+			   "--out", out);
+	assert_int_equal(r.rc, 0);
+	expect_in(r.out, "serial:              0A1BFF\n");
+	run_free(&r);
+	assert_string_equal(last_req.op.cert_resign.serial, "0A1BFF");
+	assert_int_equal(last_req.op.cert_resign.expires_days, 30);
+	assert_string_equal(last_req.op.cert_resign.profile, "client");
+
+	/* A bare hash without --ca: the original's CA is looked up, then that CA's key. */
+	int calls = srv.calls;
+	r = RUN("cert", "resign", "0A1BFF", "--algorithm", "SHA-512", "--out", out);
+	assert_int_equal(r.rc, 0);
+	run_free(&r);
+	assert_int_equal(srv.calls, calls + 3);
+	assert_int_equal(last_req.op.cert_resign.signature_algorithm,
+			 p11ca_v1_SignatureAlgorithm_SIGNATURE_ALGORITHM_ECDSA_SHA512);
+
+	const char *file = write_tmp("import.pem", "-----BEGIN CERTIFICATE-----\n");
+	r = RUN("cert", "import", file, "--watch", "ops@example.com");
+	assert_int_equal(r.rc, 0);
+	expect_in(r.out, "profile:             imported\n");
+	run_free(&r);
+	assert_int_equal(last_req.op.cert_import.watchers_count, 1);
+	assert_string_equal(last_req.op.cert_import.ca, "");
+
+	r = RUN("cert", "watchers", "0A1BFF", "--add", "n@example.com", "--remove",
+		"old@example.com");
+	assert_int_equal(r.rc, 0);
+	assert_string_equal(r.out, "serial:              0A1BFF\n"
+				   "watchers:            kept@example.com, n@example.com\n");
+	run_free(&r);
+	assert_string_equal(last_req.op.cert_watchers.remove[0], "old@example.com");
+
+	r = RUN("--json", "cert", "view", "0A1BFF");
+	assert_int_equal(r.rc, 0);
+	expect_in(r.out, "\"watchers\": [],\n");
+	run_free(&r);
+}
+
+static void test_profile_list_and_notify(void **state)
+{
+	(void)state;
+	srv.mode = MODE_NORMAL;
+	struct run r = RUN("profile", "list");
+	assert_int_equal(r.rc, 0);
+	expect_in(r.out, "webserver (default)\n");
+	expect_in(r.out, "  keyUsage:          digitalSignature, keyAgreement (critical)\n");
+	expect_in(r.out, "\nocsp (disabled)\n");
+	expect_in(r.out, "  OCSPNoCheck:       yes\n");
+	run_free(&r);
+	r = RUN("--json", "profile", "list");
+	assert_int_equal(r.rc, 0);
+	expect_in(r.out, "\"key_usage\": {\n        \"names\": [\n          \"digitalSignature\",");
+	expect_in(r.out, "\"key_usage\": null,");
+	run_free(&r);
+
+	r = RUN("notify", "expiring");
+	assert_int_equal(r.rc, 0);
+	assert_string_equal(r.out, "certificates:        2\nmessages sent:       3\n"
+				   "messages failed:     0\n");
+	run_free(&r);
+	srv.mode = MODE_NOTIFY_FAILS;
+	r = RUN("--json", "notify", "expiring");
+	assert_int_equal(r.rc, 75);
+	expect_in(r.out, "\"messages_failed\": 1\n");
+	expect_in(r.err, "retried on the next run");
+	run_free(&r);
+	srv.mode = MODE_NORMAL;
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -662,6 +1054,11 @@ int main(void)
 		cmocka_unit_test(test_protocol_violations),
 		cmocka_unit_test(test_connection_failures),
 		cmocka_unit_test(test_client_api),
+		cmocka_unit_test(test_cert_sign_extension_options),
+		cmocka_unit_test(test_ca_init_view_edit_import_revoke),
+		cmocka_unit_test(test_cert_list_filters_and_paging),
+		cmocka_unit_test(test_cert_resign_import_watchers),
+		cmocka_unit_test(test_profile_list_and_notify),
 	};
 	return cmocka_run_group_tests_name("cli_e2e", tests, setup, teardown);
 }

@@ -9,6 +9,10 @@ point for automation. Generate the bindings, then run it:
         --server 127.0.0.1:7443 --cert admin.crt --key admin.key --cacert ca.crt ca-list
     ... sign --ca NAME --csr req.pem [--profile webserver] [--out cert.pem]
 
+Every operation of the contract is a method (ca_init, ca_import, ca_edit, ca_revoke,
+cert_resign, cert_import, cert_watchers, list_certs, profile_list, notify_expiring, or
+Client.op(name, **fields) for any); the command line above offers only a few.
+
 Transport as docs/rpc.md says: TLS 1.3 only, a client certificate, ALPN "p11ca/1", the
 server's certificate checked against --cacert and the host name; each Request in one frame
 (4-byte big-endian length + message), one Response frame back with the same request_id.
@@ -82,18 +86,94 @@ class Client:
             if not token:
                 return cas
 
-    def sign(self, ca, csr, profile=""):
+    def sign(self, ca, csr, profile="", **fields):
+        """cert_sign; fields as CertSignRequest (sans=[...], watchers=[...],
+        extensions=ExtensionSettings or dict, signature_algorithm=..., no_cn_in_san=True)."""
+        return self.op("cert_sign", ca=ca, csr=csr, profile=profile, **fields)
+
+    # --- release 0.4: CA and certificate management -----------------------------------
+
+    def op(self, name, **fields):
+        """Any operation: `name` is the Request oneof field ("ca_edit"), `fields` those of its
+        message. Lists fill repeated fields; dicts or messages fill message fields (an empty
+        dict still marks a message as present, which means "none" for a StringList)."""
         req = pb.Request()
-        req.cert_sign.ca = ca
-        req.cert_sign.csr = csr
-        req.cert_sign.profile = profile
-        return self._ok(self.call(req)).cert_sign
+        _fill(getattr(req, name), fields)
+        if not fields:
+            getattr(req, name).SetInParent()
+        return getattr(self._ok(self.call(req)), name)
+
+    def ca_init(self, name, subject, **fields):
+        return self.op("ca_init", name=name, subject=subject, **fields)
+
+    def ca_view(self, ca):
+        return self.op("ca_view", ca=ca)
+
+    def ca_import(self, name, certificate, key_uri, **fields):
+        return self.op("ca_import", name=name, certificate=certificate, key_uri=key_uri,
+                       **fields)
+
+    def ca_edit(self, ca, **fields):
+        return self.op("ca_edit", ca=ca, **fields)
+
+    def ca_revoke(self, ca, reason=0, compromised_at=0):
+        return self.op("ca_revoke", ca=ca, reason=reason, compromised_at=compromised_at)
+
+    def cert_revoke(self, serial, reason=0, compromised_at=0):
+        return self.op("cert_revoke", serial=serial, reason=reason,
+                       compromised_at=compromised_at)
+
+    def cert_resign(self, serial, **fields):
+        return self.op("cert_resign", serial=serial, **fields)
+
+    def cert_import(self, certificate, ca="", watchers=()):
+        return self.op("cert_import", certificate=certificate, ca=ca, watchers=list(watchers))
+
+    def cert_watchers(self, serial, add=(), remove=()):
+        return self.op("cert_watchers", serial=serial, add=list(add), remove=list(remove))
+
+    def list_certs(self, **filters):
+        """Every certificate matching CertListRequest filters (ca=, revoked=, expired=,
+        expiring_within_days=, profile=, after=), following page tokens; a generator."""
+        token = b""
+        while True:
+            resp = self.op("cert_list", page_token=token, **filters)
+            yield from resp.certs
+            token = resp.next_page_token
+            if not token:
+                return
+            filters.pop("after", None)  # the token carries the position from here on
+
+    def profile_list(self):
+        return list(self.op("profile_list").profiles)
+
+    def notify_expiring(self):
+        return self.op("notify_expiring")
 
     @staticmethod
     def _ok(response):
         if response.status.code != pb.STATUS_CODE_OK:
             raise ServerError(response.status)
         return response
+
+
+def _fill(msg, fields):
+    for key, value in fields.items():
+        field = getattr(msg, key)
+        if isinstance(value, dict):
+            field.SetInParent()
+            _fill(field, value)
+        elif hasattr(value, "DESCRIPTOR"):
+            field.CopyFrom(value)
+        elif isinstance(value, (list, tuple)):
+            del field[:]
+            for v in value:
+                if isinstance(v, dict):
+                    _fill(field.add(), v)
+                else:
+                    field.append(v)
+        else:
+            setattr(msg, key, value)
 
 
 class ServerError(Exception):
