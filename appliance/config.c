@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <ini.h>
 
@@ -31,8 +33,8 @@
 			sizeof(((struct p11cad_config *)0)->field), mn, mx, req, hlp               \
 	}
 
-const char *const config_sections[] = {"daemon", "rpc",	   "http",  "storage",
-				       "hsm",	 "engine", "roles", NULL};
+const char *const config_sections[] = {"daemon", "rpc",	   "http",  "storage", "hsm",
+				       "engine", "notify", "roles", NULL};
 
 const struct config_key config_keys[] = {
 	KEY("daemon", "state_dir", CONFIG_ABS_PATH, state_dir, 0, 0, 1,
@@ -93,15 +95,33 @@ const struct config_key config_keys[] = {
 	KEY("engine", "management_ca", CONFIG_NAME, management_ca, 0, 0, 0,
 	    "Name of the CA that issues the TLS certificates of this appliance and its\n"
 	    "admins (created by p11cad init, key in the HSM)."),
+	KEY("engine", "csr_max_bytes", CONFIG_SIZE, csr_max_bytes, 256, 16384, 0,
+	    "Largest certificate signing request accepted, bytes (DER or PEM)."),
+	KEY("engine", "max_sans", CONFIG_UINT, max_sans, 1, 64, 0,
+	    "Most subjectAltNames one certificate may carry (the CN's included)."),
+	KEY("engine", "rsa_min_bits", CONFIG_UINT, rsa_min_bits, 2048, 16384, 0,
+	    "Smallest RSA modulus accepted in a CSR, bits (never below 2048)."),
+	KEY("engine", "rsa_min_exponent", CONFIG_ODD_U64, rsa_min_exponent, 3, 4294967297UL, 0,
+	    "Smallest RSA public exponent accepted in a CSR: an odd number from 3 to\n"
+	    "4294967297. Lower it only for old keys you cannot replace."),
+	KEY("notify", "days", CONFIG_DAYS, notify_days, 1, 365, 0,
+	    "Days before expiry at which each watcher of a certificate is told, once per\n"
+	    "threshold: a comma list of up to 8 distinct numbers from 1 to 365."),
+	KEY("notify", "command", CONFIG_COMMAND, notify_command, 0, 0, 0,
+	    "A sendmail-compatible command: split on blanks (no shell, no quoting), the\n"
+	    "first word an executable's absolute path. The engine runs it once per\n"
+	    "message with the recipient appended as the last argument and the RFC 5322\n"
+	    "message on standard input; exit status 0 means sent, anything else is\n"
+	    "retried on the next run. Empty: no notifications.\n"
+	    "Example: /usr/sbin/sendmail -i --"),
+	KEY("notify", "from", CONFIG_EMAIL, notify_from, 0, 0, 0,
+	    "Sender address of the notifications (an addr-spec, local@domain).\n"
+	    "Default: p11ca@ followed by this host's name."),
+	KEY("notify", "interval_minutes", CONFIG_UINT, notify_interval_minutes, 0, 10080, 0,
+	    "How often the engine looks for certificates to notify about, minutes; 0:\n"
+	    "only when asked (p11ca notify expiring)."),
 };
 const size_t config_n_keys = sizeof(config_keys) / sizeof(config_keys[0]);
-
-#define PROFILE_KEYS 6
-static const char *const profile_keys[PROFILE_KEYS] = {
-	"key_usage",	      "key_usage_critical",
-	"extended_key_usage", "extended_key_usage_critical",
-	"expires_days",	      "enabled",
-};
 
 enum section_kind { SEC_NONE, SEC_TABLE, SEC_ROLES, SEC_PROFILE, SEC_BAD };
 
@@ -116,7 +136,7 @@ struct parse {
 	const char *section; /* one of config_sections */
 	size_t profile;
 	unsigned seen[sizeof(config_keys) / sizeof(config_keys[0])];
-	unsigned profile_seen[P11CAD_PROFILES_MAX][PROFILE_KEYS];
+	unsigned profile_seen[P11CAD_PROFILES_MAX][PROFILE_KEYS_MAX];
 	int listen_given;
 };
 
@@ -132,6 +152,21 @@ __attribute__((format(printf, 2, 3))) static int perr(struct parse *p, const cha
 	p->failed = 1;
 	(void)p11ca_fail(&p->em, P11CA_E_CONFIG, "%s:%u: %s", p->name, p->line, msg);
 	return 0;
+}
+
+/* "p11ca@" + this host's name, or p11ca@localhost when the name is no domain name. */
+static void default_from(char *out, size_t cap)
+{
+	char host[256] = "";
+	char why[128];
+	if (gethostname(host, sizeof(host) - 1) != 0)
+		host[0] = '\0';
+	snprintf(out, cap, "p11ca@%s", host);
+	if (config_addr_spec_check(out, why, sizeof(why)) != P11CA_OK) {
+		snprintf(out, cap, "p11ca@%s.localdomain", host);
+		if (config_addr_spec_check(out, why, sizeof(why)) != P11CA_OK)
+			snprintf(out, cap, "p11ca@localhost.localdomain");
+	}
 }
 
 void config_set_defaults(struct p11cad_config *cfg)
@@ -153,6 +188,15 @@ void config_set_defaults(struct p11cad_config *cfg)
 	cfg->cert_expires_days = 365;
 	snprintf(cfg->default_profile, sizeof(cfg->default_profile), "webserver");
 	snprintf(cfg->management_ca, sizeof(cfg->management_ca), "p11ca-management");
+	cfg->csr_max_bytes = 16384;
+	cfg->max_sans = 64;
+	cfg->rsa_min_bits = 2048;
+	cfg->rsa_min_exponent = 65537;
+	static const unsigned days[] = {14, 7, 3, 1}; /* django-ca's CA_NOTIFICATION_DAYS */
+	memcpy(cfg->notify_days, days, sizeof(days));
+	cfg->n_notify_days = sizeof(days) / sizeof(days[0]);
+	default_from(cfg->notify_from, sizeof(cfg->notify_from));
+	cfg->notify_interval_minutes = 60;
 	memcpy(cfg->profiles, profile_builtins, profile_n_builtins * sizeof(profile_builtins[0]));
 	cfg->n_profiles = profile_n_builtins;
 }
@@ -182,19 +226,6 @@ static bool parse_ulong(const char *v, unsigned long *out)
 	return true;
 }
 
-static bool parse_bool(const char *v, bool *out)
-{
-	static const char *const yes[] = {"true", "yes", "on", "1"};
-	static const char *const no[] = {"false", "no", "off", "0"};
-	for (size_t i = 0; i < 4; i++) {
-		if (strcasecmp(v, yes[i]) == 0 || strcasecmp(v, no[i]) == 0) {
-			*out = strcasecmp(v, yes[i]) == 0;
-			return true;
-		}
-	}
-	return false;
-}
-
 /* NULL when `name` is a user the rpc process may become, else why not. Only at load: the
  * rpc process resolves the user again before its chroot (the database may change). */
 static const char *user_problem(const char *name)
@@ -207,6 +238,170 @@ static const char *user_problem(const char *name)
 	if (pw->pw_uid == 0 || pw->pw_gid == 0)
 		return "it is root (uid or gid 0), which would undo the sandbox";
 	return NULL;
+}
+
+static int set_string(struct parse *p, const struct config_key *k, const char *v)
+{
+	char *field = (char *)p->cfg + k->off;
+	if (strlen(v) >= k->cap)
+		return perr(p, "%s is longer than %zu characters", k->name, k->cap - 1);
+	snprintf(field, k->cap, "%s", v);
+	return 1;
+}
+
+/* ---- [notify] values ------------------------------------------------------------------ */
+
+static bool is_atext(unsigned char c)
+{
+	return isalnum(c) || (c != '\0' && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL);
+}
+
+enum p11ca_err config_addr_spec_check(const char *addr, char *why, size_t why_cap)
+{
+	const char *at = strrchr(addr, '@');
+	size_t len = strlen(addr);
+	if (len == 0 || len > 254) {
+		snprintf(why, why_cap, "an email address must have 1 to 254 characters");
+		return P11CA_E_INVALID_ARG;
+	}
+	if (at == NULL || at == addr || at[1] == '\0') {
+		snprintf(why, why_cap, "'%.80s' is not of the form local@domain", addr);
+		return P11CA_E_INVALID_ARG;
+	}
+	/* Local part: a dot-atom (RFC 5322 3.4.1) without quoting. */
+	size_t local = (size_t)(at - addr);
+	bool dot_ok = false;
+	for (size_t i = 0; i < local; i++) {
+		unsigned char c = (unsigned char)addr[i];
+		if (c == '.' && dot_ok && i + 1 < local) {
+			dot_ok = false;
+			continue;
+		}
+		if (!is_atext(c)) {
+			snprintf(
+				why, why_cap,
+				"'%.80s': the part before '@' may hold only ASCII letters, digits, "
+				"single dots and !#$%%&'*+-/=?^_`{|}~ (no blanks, quotes, commas "
+				"or angle brackets)",
+				addr);
+			return P11CA_E_INVALID_ARG;
+		}
+		dot_ok = true;
+	}
+	if (local > 64) {
+		snprintf(why, why_cap, "'%.80s': the part before '@' is longer than 64 characters",
+			 addr);
+		return P11CA_E_INVALID_ARG;
+	}
+	/* Domain: LDH labels, at least two (a bare host name is no mail domain). */
+	size_t labels = 0, label_len = 0;
+	for (const char *c = at + 1;; c++) {
+		if (*c == '.' || *c == '\0') {
+			if (label_len == 0 || label_len > 63 || c[-1] == '-')
+				break;
+			labels++;
+			label_len = 0;
+			if (*c == '\0')
+				return labels >= 2 ? P11CA_OK
+						   : (snprintf(why, why_cap,
+							       "'%.80s': the domain needs "
+							       "at least two labels",
+							       addr),
+						      P11CA_E_INVALID_ARG);
+			continue;
+		}
+		if (!isalnum((unsigned char)*c) && !(*c == '-' && label_len > 0))
+			break;
+		label_len++;
+	}
+	snprintf(why, why_cap,
+		 "'%.80s': the domain must be ASCII letters, digits and '-' in dot-separated "
+		 "labels of 1 to 63 characters",
+		 addr);
+	return P11CA_E_INVALID_ARG;
+}
+
+int config_command_split(const char *cmd, char *buf, size_t buf_cap, char **argv, size_t max)
+{
+	size_t n = 0;
+	if (strlen(cmd) >= buf_cap || max == 0)
+		return -1;
+	memcpy(buf, cmd, strlen(cmd) + 1);
+	for (char *s = buf; *s != '\0';) {
+		while (*s == ' ' || *s == '\t')
+			*s++ = '\0';
+		if (*s == '\0')
+			break;
+		if (n + 1 >= max)
+			return -1;
+		argv[n++] = s;
+		while (*s != '\0' && *s != ' ' && *s != '\t')
+			s++;
+	}
+	argv[n] = NULL;
+	return (int)n;
+}
+
+static int set_command(struct parse *p, const struct config_key *k, const char *v)
+{
+	char buf[P11CAD_PATH_MAX];
+	char *argv[CONFIG_NOTIFY_ARGV_MAX];
+	struct stat sb;
+	if (v[0] == '\0')
+		return set_string(p, k, v);
+	/* One slot stays free for the recipient the notifier appends. */
+	int n = config_command_split(v, buf, sizeof(buf), argv, CONFIG_NOTIFY_ARGV_MAX - 1);
+	if (n < 0)
+		return perr(p, "command is longer than %d characters or has more than %d words",
+			    P11CAD_PATH_MAX - 1, CONFIG_NOTIFY_ARGV_MAX - 2);
+	if (argv[0][0] != '/')
+		return perr(p,
+			    "command must start with the absolute path of a program (there is no "
+			    "shell and no PATH search), not '%s'",
+			    argv[0]);
+	if (stat(argv[0], &sb) != 0 || !S_ISREG(sb.st_mode) || access(argv[0], X_OK) != 0)
+		return perr(p, "command: %s is not an executable file", argv[0]);
+	return set_string(p, k, v);
+}
+
+static int set_days(struct parse *p, const struct config_key *k, const char *v)
+{
+	unsigned days[P11CAD_NOTIFY_DAYS_MAX];
+	size_t n = 0;
+	for (const char *c = v;;) {
+		while (*c == ' ' || *c == '\t')
+			c++;
+		unsigned long d = 0;
+		const char *start = c;
+		while (*c >= '0' && *c <= '9' && d <= k->max)
+			d = d * 10 + (unsigned long)(*c++ - '0');
+		while (*c == ' ' || *c == '\t')
+			c++;
+		if (c == start || (*c != ',' && *c != '\0') || d < k->min || d > k->max)
+			return perr(p,
+				    "days must be a comma list of whole numbers from %lu to %lu, "
+				    "not '%s'",
+				    k->min, k->max, v);
+		if (n == P11CAD_NOTIFY_DAYS_MAX)
+			return perr(p, "days lists more than %d thresholds",
+				    P11CAD_NOTIFY_DAYS_MAX);
+		for (size_t i = 0; i < n; i++)
+			if (days[i] == d)
+				return perr(p, "days lists %lu twice", d);
+		/* Insert in descending order: the notifier walks thresholds largest first. */
+		size_t at = n++;
+		while (at > 0 && days[at - 1] < d) {
+			days[at] = days[at - 1];
+			at--;
+		}
+		days[at] = (unsigned)d;
+		if (*c == '\0')
+			break;
+		c++;
+	}
+	memcpy(p->cfg->notify_days, days, n * sizeof(days[0]));
+	p->cfg->n_notify_days = n;
+	return 1;
 }
 
 /* ---- sections (seen by the reader, so empty sections count too) -------------------- */
@@ -249,12 +444,7 @@ static void section_begin(struct parse *p, const char *text, size_t len)
 				(void)perr(p, "more than %d profiles", P11CAD_PROFILES_MAX);
 				return;
 			}
-			/* A new profile starts with a critical keyUsage and nothing else set. */
-			struct p11cad_profile *np = &cfg->profiles[cfg->n_profiles++];
-			memset(np, 0, sizeof(*np));
-			memcpy(np->name, name, strlen(name) + 1); /* valid_name: <= 64 */
-			np->enabled = true;
-			np->key_usage_critical = true;
+			profile_init(&cfg->profiles[cfg->n_profiles++], name);
 		}
 		p->kind = SEC_PROFILE;
 		p->profile = i;
@@ -270,7 +460,7 @@ static void section_begin(struct parse *p, const char *text, size_t len)
 	p->kind = SEC_BAD;
 	(void)perr(p,
 		   "unknown section [%s]; sections are [daemon] [rpc] [http] [storage] [hsm] "
-		   "[engine] [roles] and [profile NAME]",
+		   "[engine] [notify] [roles] and [profile NAME]",
 		   sec);
 }
 
@@ -302,15 +492,6 @@ static char *read_line(char *str, int num, void *stream)
 }
 
 /* ---- keys ---------------------------------------------------------------------------- */
-
-static int set_string(struct parse *p, const struct config_key *k, const char *v)
-{
-	char *field = (char *)p->cfg + k->off;
-	if (strlen(v) >= k->cap)
-		return perr(p, "%s is longer than %zu characters", k->name, k->cap - 1);
-	snprintf(field, k->cap, "%s", v);
-	return 1;
-}
 
 static int set_table_key(struct parse *p, const struct config_key *k, const char *v)
 {
@@ -388,6 +569,27 @@ static int set_table_key(struct parse *p, const struct config_key *k, const char
 				    k->name, v, why);
 		return set_string(p, k, v);
 	}
+	case CONFIG_ODD_U64: {
+		unsigned long long e = 0;
+		const char *c = v;
+		for (; *c >= '0' && *c <= '9' && e <= k->max; c++)
+			e = e * 10 + (unsigned long long)(*c - '0');
+		if (*v == '\0' || *c != '\0' || e < k->min || e > k->max || e % 2 == 0)
+			return perr(p, "%s must be an odd whole number from %lu to %lu, not '%s'",
+				    k->name, k->min, k->max, v);
+		*(uint64_t *)((char *)cfg + k->off) = (uint64_t)e;
+		return 1;
+	}
+	case CONFIG_DAYS:
+		return set_days(p, k, v);
+	case CONFIG_COMMAND:
+		return set_command(p, k, v);
+	case CONFIG_EMAIL: {
+		char why[300];
+		if (config_addr_spec_check(v, why, sizeof(why)) != P11CA_OK)
+			return perr(p, "%s: %s", k->name, why);
+		return set_string(p, k, v);
+	}
 	case CONFIG_UINT:
 	case CONFIG_SIZE:
 		if (!parse_ulong(v, &n) || n < k->min || n > k->max)
@@ -406,55 +608,27 @@ static int on_profile_key(struct parse *p, const char *key, const char *v)
 {
 	struct p11cad_profile *pr = &p->cfg->profiles[p->profile];
 	size_t i = 0;
-	while (i < PROFILE_KEYS && strcmp(key, profile_keys[i]) != 0)
+	while (i < profile_n_keys && strcmp(key, profile_keys[i]) != 0)
 		i++;
-	if (i == PROFILE_KEYS)
+	if (i == profile_n_keys)
 		return perr(p,
-			    "unknown key '%s' in [profile %s]; profile keys are key_usage, "
-			    "key_usage_critical, extended_key_usage, extended_key_usage_critical, "
-			    "expires_days, enabled",
+			    "unknown key '%s' in [profile %s]; profile keys are description, "
+			    "key_usage, key_usage_critical, extended_key_usage, "
+			    "extended_key_usage_critical, expires_days, subject, cn_in_san, "
+			    "add_crl_url, add_ocsp_url, add_issuer_url, policy, ocsp_no_check, "
+			    "tls_feature_status_request, enabled",
 			    key, pr->name);
 	unsigned *seen = &p->profile_seen[p->profile][i];
-	if (*seen != 0)
+	if (*seen != 0 && !profile_key_repeatable(i))
 		return perr(p, "'%s' is already set in [profile %s] at line %u", key, pr->name,
 			    *seen);
+	if (*seen == 0 && profile_key_repeatable(i))
+		pr->n_policies = 0; /* the first line replaces a built-in profile's list */
 	*seen = p->line;
-
-	char why[200];
-	unsigned long n;
-	bool b;
-	switch (i) {
-	case 0:
-		if (profile_key_usage_parse(v, &pr->key_usage, why, sizeof(why)) != P11CA_OK)
-			return perr(p,
-				    "unknown key usage '%s'; use digitalSignature, nonRepudiation, "
-				    "keyEncipherment, dataEncipherment, keyAgreement, keyCertSign, "
-				    "cRLSign, encipherOnly, decipherOnly",
-				    why);
-		return 1;
-	case 2:
-		if (profile_eku_parse(v, pr, why, sizeof(why)) != P11CA_OK)
-			return perr(p, "extended_key_usage: %s", why);
-		return 1;
-	case 4:
-		if (!parse_ulong(v, &n) || n > 36500)
-			return perr(p,
-				    "expires_days must be a whole number from 0 to 36500, not "
-				    "'%s'",
-				    v);
-		pr->expires_days = (unsigned)n;
-		return 1;
-	default:
-		if (!parse_bool(v, &b))
-			return perr(p, "%s must be true or false, not '%s'", key, v);
-		if (i == 1)
-			pr->key_usage_critical = b;
-		else if (i == 3)
-			pr->eku_critical = b;
-		else
-			pr->enabled = b;
-		return 1;
-	}
+	char why[300];
+	if (profile_key_set(pr, i, v, why, sizeof(why)) != P11CA_OK)
+		return perr(p, "%s", why);
+	return 1;
 }
 
 static int on_role(struct parse *p, const char *fp_text, const char *role_text)

@@ -6,6 +6,7 @@
 #ifndef P11CA_APPLIANCE_CONFIG_INTERNAL_H
 #define P11CA_APPLIANCE_CONFIG_INTERNAL_H
 
+#include <stdbool.h>
 #include <stdio.h>
 
 #include "appliance/config.h"
@@ -21,6 +22,10 @@ enum config_kind {
 	CONFIG_UINT,	    /* decimal in [min, max] */
 	CONFIG_SIZE,	    /* decimal in [min, max], stored as size_t */
 	CONFIG_USER,	    /* an existing user other than root (getpwnam) */
+	CONFIG_ODD_U64,	    /* an odd decimal in [min, max], stored as uint64_t */
+	CONFIG_DAYS,	    /* [notify] days: comma list, distinct, 1..365, stored descending */
+	CONFIG_COMMAND,	    /* "" or words split on blanks, the first an executable's path */
+	CONFIG_EMAIL,	    /* an addr-spec (config_addr_spec_check) */
 };
 
 struct config_key {
@@ -42,6 +47,22 @@ extern const char *const config_sections[];
 
 /* Every field at its documented default (the state_dir, module and token stay empty). */
 void config_set_defaults(struct p11cad_config *cfg);
+
+/* Whether `addr` is an addr-spec this appliance sends to or from: ASCII only, a dot-atom
+ * local part of 1..64 octets, '@', a domain of LDH labels (1..63 octets each, at least two
+ * labels), at most STORE_EMAIL_MAX (254) octets in all; so no blanks, control characters,
+ * quotes, angle brackets or commas (nothing that could smuggle a second recipient or a
+ * header). Error: P11CA_E_INVALID_ARG, the reason in why (a sentence naming the part). */
+P11CA_MUST_CHECK enum p11ca_err config_addr_spec_check(const char *addr, char *why, size_t why_cap);
+
+/* argv slots of the [notify] command: its words, the recipient, NULL. */
+#define CONFIG_NOTIFY_ARGV_MAX 16
+
+/* Split a [notify] command into argv[] (pointers into buf, which receives a copy of cmd;
+ * buf_cap >= strlen(cmd) + 1); at most max - 1 words, argv[n] = NULL. Words are separated
+ * by blanks (space, tab); there is no quoting. Returns the number of words, -1 when there
+ * are too many or the copy does not fit. */
+int config_command_split(const char *cmd, char *buf, size_t buf_cap, char **argv, size_t max);
 
 /* Parse an open stream; `name` is the file name used in messages. Defaults first. */
 P11CA_MUST_CHECK enum p11ca_err
@@ -65,5 +86,23 @@ P11CA_MUST_CHECK enum p11ca_err profile_eku_parse(const char *list, struct p11ca
 
 /* The keyUsage bits as a comma list in the names above (for the written file). */
 void profile_key_usage_format(uint32_t ku, char *out, size_t cap);
+
+/* The keys of a [profile NAME] section, in the order p11cad init's file shows them. */
+#define PROFILE_KEYS_MAX 16
+extern const char *const profile_keys[];
+extern const size_t profile_n_keys;
+
+/* Whether key i may be given more than once in one section (policy). */
+bool profile_key_repeatable(size_t i);
+
+/* A profile called `name` (1..P11CAD_NAME_MAX bytes) at the documented defaults of a new
+ * one: enabled, keyUsage critical (and empty), cn_in_san and the add_*_url keys true. */
+void profile_init(struct p11cad_profile *p, const char *name);
+
+/* Set key i (an index into profile_keys) of p from its text. subject is checked with
+ * x509_name_parse, policy with x509_policy_text_parse (and appended). Error:
+ * P11CA_E_CONFIG with the reason, a sentence without FILE:LINE, in why. */
+P11CA_MUST_CHECK enum p11ca_err profile_key_set(struct p11cad_profile *p, size_t i, const char *v,
+						char *why, size_t why_cap);
 
 #endif

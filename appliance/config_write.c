@@ -45,6 +45,19 @@ static void put_key(FILE *f, const struct config_key *k, const struct p11cad_con
 	case CONFIG_SIZE:
 		fprintf(f, "%s = %zu\n", k->name, *(const size_t *)field);
 		break;
+	case CONFIG_ODD_U64:
+		fprintf(f, "%s = %llu\n", k->name, (unsigned long long)*(const uint64_t *)field);
+		break;
+	case CONFIG_DAYS:
+		fprintf(f, "%s = ", k->name);
+		for (size_t i = 0; i < cfg->n_notify_days; i++)
+			fprintf(f, "%s%u", i ? ", " : "", cfg->notify_days[i]);
+		fputc('\n', f);
+		break;
+	case CONFIG_EMAIL:
+		/* Commented out: the default follows the host's name where the file goes. */
+		fprintf(f, "# %s = %s\n", k->name, field);
+		break;
 	default:
 		fprintf(f, "%s = %s\n", k->name, field);
 		break;
@@ -52,28 +65,50 @@ static void put_key(FILE *f, const struct config_key *k, const struct p11cad_con
 	fputc('\n', f);
 }
 
+static const char *yes_no(bool b)
+{
+	return b ? "true" : "false";
+}
+
 static void put_profiles(FILE *f)
 {
 	put_comment(f, "Certificate profiles. These are built in (the same as django-ca's);\n"
 		       "a [profile NAME] section with a built-in name starts from the values\n"
 		       "shown and changes the keys it sets, any other name defines a new\n"
-		       "profile. key_usage: digitalSignature, nonRepudiation, keyEncipherment,\n"
-		       "dataEncipherment, keyAgreement, keyCertSign, cRLSign, encipherOnly,\n"
-		       "decipherOnly. extended_key_usage: OpenSSL short names (serverAuth,\n"
-		       "clientAuth, codeSigning, emailProtection, timeStamping, OCSPSigning) or\n"
-		       "dotted OIDs. expires_days 0: [engine] cert_expires_days. Extensions\n"
-		       "come from the profile only, never from the CSR.");
+		       "profile (enabled, keyUsage critical, cn_in_san and add_*_url true\n"
+		       "unless set). key_usage: digitalSignature, nonRepudiation,\n"
+		       "keyEncipherment, dataEncipherment, keyAgreement, keyCertSign, cRLSign,\n"
+		       "encipherOnly, decipherOnly. extended_key_usage: OpenSSL short names\n"
+		       "(serverAuth, clientAuth, codeSigning, emailProtection, timeStamping,\n"
+		       "OCSPSigning) or dotted OIDs. expires_days 0: [engine] cert_expires_days.\n"
+		       "subject: the default subject (/C=AT/O=Org or O=Org,C=AT); a request's\n"
+		       "subject overrides it attribute by attribute. cn_in_san: put the CN into\n"
+		       "the subjectAltNames. add_crl_url, add_ocsp_url, add_issuer_url: add the\n"
+		       "issuing CA's CRL, OCSP and CA-issuer URLs. policy (repeatable, at most\n"
+		       "4): a certificatePolicies entry OID[;cps=URI][;notice=TEXT].\n"
+		       "ocsp_no_check: OCSPNoCheck (for OCSP responders).\n"
+		       "tls_feature_status_request: OCSP must-staple. enabled = false hides a\n"
+		       "profile. Extensions come from the profile, the CA and the request, never\n"
+		       "from the CSR.");
 	for (size_t i = 0; i < profile_n_builtins; i++) {
 		const struct p11cad_profile *p = &profile_builtins[i];
 		char ku[256];
 		profile_key_usage_format(p->key_usage, ku, sizeof(ku));
-		fprintf(f, "#\n# [profile %s]\n# key_usage = %s\n# key_usage_critical = %s\n",
-			p->name, ku, p->key_usage_critical ? "true" : "false");
+		fprintf(f, "#\n# [profile %s]\n# description = %s\n", p->name, p->description);
+		fprintf(f, "# key_usage = %s\n# key_usage_critical = %s\n", ku,
+			yes_no(p->key_usage_critical));
 		fputs("# extended_key_usage = ", f);
 		for (size_t j = 0; j < p->n_eku; j++)
 			fprintf(f, "%s%s", j ? ", " : "", p->eku[j]);
 		fprintf(f, "\n# extended_key_usage_critical = %s\n# expires_days = %u\n",
-			p->eku_critical ? "true" : "false", p->expires_days);
+			yes_no(p->eku_critical), p->expires_days);
+		fprintf(f, "# subject = %s\n# cn_in_san = %s\n", p->subject, yes_no(p->cn_in_san));
+		fprintf(f, "# add_crl_url = %s\n# add_ocsp_url = %s\n# add_issuer_url = %s\n",
+			yes_no(p->add_crl_url), yes_no(p->add_ocsp_url), yes_no(p->add_issuer_url));
+		for (size_t j = 0; j < p->n_policies; j++)
+			fprintf(f, "# policy = %s\n", p->policies[j]);
+		fprintf(f, "# ocsp_no_check = %s\n# tls_feature_status_request = %s\n",
+			yes_no(p->ocsp_no_check), yes_no(p->tls_feature_status_request));
 		fputs("# enabled = true\n", f);
 	}
 }

@@ -10,6 +10,8 @@
 #include <openssl/objects.h>
 #include <openssl/x509v3.h>
 
+#include "appliance/x509/x509.h"
+
 static const struct {
 	const char *name;
 	uint32_t bit;
@@ -34,38 +36,52 @@ static const struct {
 #define KU_KA X509v3_KU_KEY_AGREEMENT
 
 /* The same five profiles, with the same extensions, as django-ca ships: operators moving
- * from it (or reading its documentation) find what they expect. */
+ * from it (or reading its documentation) find what they expect. keyUsage is critical,
+ * extendedKeyUsage is not; the CN goes into the SANs and the CA's URLs are added, except
+ * that an OCSP responder's certificate carries OCSPNoCheck and so no OCSP URL (a client
+ * must not ask a responder about the responder's own certificate). */
+#define BUILTIN_COMMON                                                                             \
+	.enabled = true, .key_usage_critical = true, .cn_in_san = true, .add_crl_url = true,       \
+	.add_issuer_url = true
+
 const struct p11cad_profile profile_builtins[] = {
 	{.name = "client",
-	 .enabled = true,
+	 BUILTIN_COMMON,
+	 .description = "A certificate for a client.",
 	 .key_usage = KU_DS,
-	 .key_usage_critical = true,
 	 .eku = {"clientAuth"},
-	 .n_eku = 1},
+	 .n_eku = 1,
+	 .add_ocsp_url = true},
 	{.name = "server",
-	 .enabled = true,
+	 BUILTIN_COMMON,
+	 .description = "A certificate for a server, allows client and server authentication.",
 	 .key_usage = KU_DS | KU_KA | KU_KE,
-	 .key_usage_critical = true,
 	 .eku = {"clientAuth", "serverAuth"},
-	 .n_eku = 2},
+	 .n_eku = 2,
+	 .add_ocsp_url = true},
 	{.name = "webserver",
-	 .enabled = true,
+	 BUILTIN_COMMON,
+	 .description = "A certificate for a webserver.",
 	 .key_usage = KU_DS | KU_KA | KU_KE,
-	 .key_usage_critical = true,
 	 .eku = {"serverAuth"},
-	 .n_eku = 1},
+	 .n_eku = 1,
+	 .add_ocsp_url = true},
 	{.name = "enduser",
-	 .enabled = true,
+	 BUILTIN_COMMON,
+	 .description = "A certificate for an enduser, allows client authentication, code and "
+			"email signing.",
 	 .key_usage = KU_DE | KU_DS | KU_KE,
-	 .key_usage_critical = true,
 	 .eku = {"clientAuth", "codeSigning", "emailProtection"},
-	 .n_eku = 3},
+	 .n_eku = 3,
+	 .add_ocsp_url = true},
 	{.name = "ocsp",
-	 .enabled = true,
+	 BUILTIN_COMMON,
+	 .description = "A certificate for an OCSP responder.",
 	 .key_usage = KU_NR | KU_DS | KU_KE,
-	 .key_usage_critical = true,
 	 .eku = {"OCSPSigning"},
-	 .n_eku = 1},
+	 .n_eku = 1,
+	 .add_ocsp_url = false,
+	 .ocsp_no_check = true},
 };
 const size_t profile_n_builtins = sizeof(profile_builtins) / sizeof(profile_builtins[0]);
 
@@ -184,5 +200,233 @@ void profile_key_usage_format(uint32_t ku, char *out, size_t cap)
 		if (n < 0 || (size_t)n >= cap - len)
 			return;
 		len += (size_t)n;
+	}
+}
+
+/* ---- [profile NAME] keys ----------------------------------------------------------- */
+
+enum profile_key_id {
+	PK_DESCRIPTION,
+	PK_KEY_USAGE,
+	PK_KEY_USAGE_CRITICAL,
+	PK_EKU,
+	PK_EKU_CRITICAL,
+	PK_EXPIRES_DAYS,
+	PK_SUBJECT,
+	PK_CN_IN_SAN,
+	PK_ADD_CRL_URL,
+	PK_ADD_OCSP_URL,
+	PK_ADD_ISSUER_URL,
+	PK_POLICY,
+	PK_OCSP_NO_CHECK,
+	PK_TLS_FEATURE,
+	PK_ENABLED,
+	PK_COUNT
+};
+
+const char *const profile_keys[] = {
+	[PK_DESCRIPTION] = "description",
+	[PK_KEY_USAGE] = "key_usage",
+	[PK_KEY_USAGE_CRITICAL] = "key_usage_critical",
+	[PK_EKU] = "extended_key_usage",
+	[PK_EKU_CRITICAL] = "extended_key_usage_critical",
+	[PK_EXPIRES_DAYS] = "expires_days",
+	[PK_SUBJECT] = "subject",
+	[PK_CN_IN_SAN] = "cn_in_san",
+	[PK_ADD_CRL_URL] = "add_crl_url",
+	[PK_ADD_OCSP_URL] = "add_ocsp_url",
+	[PK_ADD_ISSUER_URL] = "add_issuer_url",
+	[PK_POLICY] = "policy",
+	[PK_OCSP_NO_CHECK] = "ocsp_no_check",
+	[PK_TLS_FEATURE] = "tls_feature_status_request",
+	[PK_ENABLED] = "enabled",
+};
+const size_t profile_n_keys = PK_COUNT;
+_Static_assert(PK_COUNT <= PROFILE_KEYS_MAX, "raise PROFILE_KEYS_MAX");
+
+bool profile_key_repeatable(size_t i)
+{
+	return i == PK_POLICY;
+}
+
+void profile_init(struct p11cad_profile *p, const char *name)
+{
+	memset(p, 0, sizeof(*p));
+	snprintf(p->name, sizeof(p->name), "%s", name);
+	/* What a profile without these keys means (p11cad(8)): keyUsage critical, the CN in
+	 * the SANs, the issuing CA's URLs added. */
+	p->enabled = true;
+	p->key_usage_critical = true;
+	p->cn_in_san = true;
+	p->add_crl_url = p->add_ocsp_url = p->add_issuer_url = true;
+}
+
+static bool text_bool(const char *v, bool *out)
+{
+	static const char *const yes[] = {"true", "yes", "on", "1"};
+	static const char *const no[] = {"false", "no", "off", "0"};
+	for (size_t i = 0; i < 4; i++) {
+		if (strcasecmp(v, yes[i]) == 0 || strcasecmp(v, no[i]) == 0) {
+			*out = strcasecmp(v, yes[i]) == 0;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Shown in listings and written back into files: printable text only. */
+static bool text_printable(const char *v)
+{
+	for (const unsigned char *c = (const unsigned char *)v; *c != '\0'; c++)
+		if (*c < 0x20 || *c == 0x7f)
+			return false;
+	return true;
+}
+
+static enum p11ca_err set_text(char *field, size_t cap, const char *key, const char *v, char *why,
+			       size_t why_cap)
+{
+	if (strlen(v) >= cap) {
+		snprintf(why, why_cap, "%s is longer than %zu bytes", key, cap - 1);
+		return P11CA_E_CONFIG;
+	}
+	snprintf(field, cap, "%s", v);
+	return P11CA_OK;
+}
+
+static bool *bool_field(struct p11cad_profile *p, size_t i)
+{
+	switch (i) {
+	case PK_KEY_USAGE_CRITICAL:
+		return &p->key_usage_critical;
+	case PK_EKU_CRITICAL:
+		return &p->eku_critical;
+	case PK_CN_IN_SAN:
+		return &p->cn_in_san;
+	case PK_ADD_CRL_URL:
+		return &p->add_crl_url;
+	case PK_ADD_OCSP_URL:
+		return &p->add_ocsp_url;
+	case PK_ADD_ISSUER_URL:
+		return &p->add_issuer_url;
+	case PK_OCSP_NO_CHECK:
+		return &p->ocsp_no_check;
+	case PK_TLS_FEATURE:
+		return &p->tls_feature_status_request;
+	case PK_ENABLED:
+		return &p->enabled;
+	default:
+		return NULL;
+	}
+}
+
+/* The messages of x509_name_parse and x509_policy_text_parse are whole sentences; the
+ * configuration loader prefixes FILE:LINE. */
+static enum p11ca_err set_subject(struct p11cad_profile *p, const char *v, char *why,
+				  size_t why_cap)
+{
+	if (v[0] == '\0') {
+		p->subject[0] = '\0';
+		return P11CA_OK;
+	}
+	X509_NAME *name = NULL;
+	struct p11ca_errmsg em;
+	p11ca_errmsg_clear(&em);
+	if (x509_name_parse(v, &name, &em) != P11CA_OK) {
+		snprintf(why, why_cap, "subject: %s", p11ca_errmsg_text(&em));
+		return P11CA_E_CONFIG;
+	}
+	X509_NAME_free(name);
+	return set_text(p->subject, sizeof(p->subject), "subject", v, why, why_cap);
+}
+
+static enum p11ca_err add_policy(struct p11cad_profile *p, const char *v, char *why, size_t why_cap)
+{
+	struct x509_policy_text t;
+	struct p11ca_errmsg em;
+	p11ca_errmsg_clear(&em);
+	if (p->n_policies == P11CAD_POLICIES_MAX) {
+		snprintf(why, why_cap, "more than %d policy lines", P11CAD_POLICIES_MAX);
+		return P11CA_E_CONFIG;
+	}
+	if (x509_policy_text_parse(v, &t, &em) != P11CA_OK) {
+		snprintf(why, why_cap, "policy: %s (write OID[;cps=URI][;notice=TEXT])",
+			 p11ca_errmsg_text(&em));
+		return P11CA_E_CONFIG;
+	}
+	for (size_t i = 0; i < p->n_policies; i++) {
+		if (strncmp(p->policies[i], t.oid, strlen(t.oid)) == 0 &&
+		    (p->policies[i][strlen(t.oid)] == '\0' ||
+		     p->policies[i][strlen(t.oid)] == ';')) {
+			snprintf(why, why_cap, "policy %s is given twice", t.oid);
+			return P11CA_E_CONFIG;
+		}
+	}
+	P11CA_GUARD(set_text(p->policies[p->n_policies], sizeof(p->policies[0]), "policy", v, why,
+			     why_cap));
+	p->n_policies++;
+	return P11CA_OK;
+}
+
+enum p11ca_err profile_key_set(struct p11cad_profile *p, size_t i, const char *v, char *why,
+			       size_t why_cap)
+{
+	char bad[64];
+	bool *b = bool_field(p, i);
+	if (b != NULL) {
+		if (!text_bool(v, b)) {
+			snprintf(why, why_cap, "%s must be true or false, not '%.60s'",
+				 profile_keys[i], v);
+			return P11CA_E_CONFIG;
+		}
+		return P11CA_OK;
+	}
+	switch (i) {
+	case PK_DESCRIPTION:
+		if (!text_printable(v)) {
+			snprintf(why, why_cap, "description has control characters");
+			return P11CA_E_CONFIG;
+		}
+		return set_text(p->description, sizeof(p->description), "description", v, why,
+				why_cap);
+	case PK_KEY_USAGE:
+		if (profile_key_usage_parse(v, &p->key_usage, bad, sizeof(bad)) != P11CA_OK) {
+			snprintf(why, why_cap,
+				 "unknown key usage '%s'; use digitalSignature, nonRepudiation, "
+				 "keyEncipherment, dataEncipherment, keyAgreement, keyCertSign, "
+				 "cRLSign, encipherOnly, decipherOnly",
+				 bad);
+			return P11CA_E_CONFIG;
+		}
+		return P11CA_OK;
+	case PK_EKU: {
+		char inner[200];
+		if (profile_eku_parse(v, p, inner, sizeof(inner)) != P11CA_OK) {
+			snprintf(why, why_cap, "extended_key_usage: %s", inner);
+			return P11CA_E_CONFIG;
+		}
+		return P11CA_OK;
+	}
+	case PK_EXPIRES_DAYS: {
+		unsigned long n = 0;
+		const char *c = v;
+		for (; *c >= '0' && *c <= '9' && n <= 36500; c++)
+			n = n * 10 + (unsigned long)(*c - '0');
+		if (*v == '\0' || *c != '\0' || n > 36500) {
+			snprintf(why, why_cap,
+				 "expires_days must be a whole number from 0 to 36500, not '%.60s'",
+				 v);
+			return P11CA_E_CONFIG;
+		}
+		p->expires_days = (unsigned)n;
+		return P11CA_OK;
+	}
+	case PK_SUBJECT:
+		return set_subject(p, v, why, why_cap);
+	case PK_POLICY:
+		return add_policy(p, v, why, why_cap);
+	default:
+		snprintf(why, why_cap, "internal: profile key %zu has no parser", i);
+		return P11CA_E_CONFIG;
 	}
 }

@@ -16,6 +16,7 @@
 #include <openssl/x509v3.h>
 
 #include "appliance/config.h"
+#include "appliance/config_internal.h"
 #include "common/kconfig.h"
 
 #define FP  "3FA2C1D4E5F60718293A4B5C6D7E8F90A1B2C3D4E5F60718293A4B5C6D7E8F9C"
@@ -172,6 +173,151 @@ static void test_defaults(void **state)
 	assert_string_equal(cfg.management_ca, "p11ca-management");
 	assert_int_equal(cfg.n_profiles, 5);
 	assert_int_equal(cfg.n_roles, 0);
+	assert_int_equal(cfg.csr_max_bytes, 16384);
+	assert_int_equal(cfg.max_sans, 64);
+	assert_int_equal(cfg.rsa_min_bits, 2048);
+	assert_int_equal(cfg.rsa_min_exponent, 65537);
+	assert_int_equal(cfg.n_notify_days, 4);
+	assert_int_equal(cfg.notify_days[0], 14);
+	assert_int_equal(cfg.notify_days[1], 7);
+	assert_int_equal(cfg.notify_days[2], 3);
+	assert_int_equal(cfg.notify_days[3], 1);
+	assert_string_equal(cfg.notify_command, "");
+	assert_int_equal(strncmp(cfg.notify_from, "p11ca@", 6), 0);
+	char why[200];
+	assert_int_equal(config_addr_spec_check(cfg.notify_from, why, sizeof(why)), P11CA_OK);
+	assert_int_equal(cfg.notify_interval_minutes, 60);
+}
+
+static void test_engine_limits(void **state)
+{
+	(void)state;
+	struct p11ca_errmsg em = {0};
+	assert_int_equal(load(REQUIRED "[engine]\ncsr_max_bytes = 4096\nmax_sans = 8\n"
+				       "rsa_min_bits = 3072\nrsa_min_exponent = 3\n",
+			      &em),
+			 P11CA_OK);
+	assert_int_equal(cfg.csr_max_bytes, 4096);
+	assert_int_equal(cfg.max_sans, 8);
+	assert_int_equal(cfg.rsa_min_bits, 3072);
+	assert_int_equal(cfg.rsa_min_exponent, 3);
+	assert_int_equal(load(REQUIRED "[engine]\nrsa_min_exponent = 4294967297\n", &em), P11CA_OK);
+	assert_true(cfg.rsa_min_exponent == 4294967297ULL);
+
+	expect_error(REQUIRED "[engine]\ncsr_max_bytes = 255\n", 7,
+		     "csr_max_bytes must be a whole number from 256 to 16384");
+	expect_error(REQUIRED "[engine]\ncsr_max_bytes = 16385\n", 7, "from 256 to 16384");
+	expect_error(REQUIRED "[engine]\nmax_sans = 0\n", 7, "max_sans must be a whole number");
+	expect_error(REQUIRED "[engine]\nmax_sans = 65\n", 7, "from 1 to 64");
+	expect_error(REQUIRED "[engine]\nrsa_min_bits = 1024\n", 7, "from 2048 to 16384");
+	expect_error(REQUIRED "[engine]\nrsa_min_exponent = 65536\n", 7,
+		     "rsa_min_exponent must be an odd whole number from 3 to 4294967297");
+	expect_error(REQUIRED "[engine]\nrsa_min_exponent = 1\n", 7, "odd whole number");
+	expect_error(REQUIRED "[engine]\nrsa_min_exponent = 4294967299\n", 7, "odd whole number");
+	expect_error(REQUIRED "[engine]\nrsa_min_exponent = 99999999999999999999999\n", 7,
+		     "odd whole number");
+	expect_error(REQUIRED "[engine]\nrsa_min_exponent = 0x10001\n", 7, "odd whole number");
+}
+
+static void test_notify(void **state)
+{
+	(void)state;
+	struct p11ca_errmsg em = {0};
+	assert_int_equal(load(REQUIRED "[notify]\ndays = 1, 30,7\ncommand = /bin/sh -c  true\n"
+				       "from = ca-admin+notify@mail.example.org\n"
+				       "interval_minutes = 0\n",
+			      &em),
+			 P11CA_OK);
+	assert_int_equal(cfg.n_notify_days, 3); /* stored descending */
+	assert_int_equal(cfg.notify_days[0], 30);
+	assert_int_equal(cfg.notify_days[1], 7);
+	assert_int_equal(cfg.notify_days[2], 1);
+	assert_string_equal(cfg.notify_command, "/bin/sh -c  true");
+	assert_string_equal(cfg.notify_from, "ca-admin+notify@mail.example.org");
+	assert_int_equal(cfg.notify_interval_minutes, 0);
+
+	expect_error(REQUIRED "[notify]\ndays = 14, 7, 14\n", 7, "days lists 14 twice");
+	expect_error(REQUIRED "[notify]\ndays = 0\n", 7,
+		     "days must be a comma list of whole numbers from 1 to 365");
+	expect_error(REQUIRED "[notify]\ndays = 366\n", 7, "from 1 to 365");
+	expect_error(REQUIRED "[notify]\ndays = 7,\n", 7, "comma list");
+	expect_error(REQUIRED "[notify]\ndays =\n", 7, "comma list");
+	expect_error(REQUIRED "[notify]\ndays = 7 3\n", 7, "comma list");
+	expect_error(REQUIRED "[notify]\ndays = 9,8,7,6,5,4,3,2,1\n", 7, "more than 8 thresholds");
+	expect_error(REQUIRED "[notify]\ncommand = sendmail -t\n", 7,
+		     "command must start with the absolute path of a program");
+	expect_error(REQUIRED "[notify]\ncommand = /nonexistent/sendmail\n", 7,
+		     "/nonexistent/sendmail is not an executable file");
+	expect_error(REQUIRED "[notify]\ncommand = /etc\n", 7, "/etc is not an executable file");
+	expect_error(REQUIRED "[notify]\ncommand = /bin/true 1 2 3 4 5 6 7 8 9 10 11 12 13 14\n", 7,
+		     "more than 14 words");
+	expect_error(REQUIRED "[notify]\nfrom = nobody\n", 7, "from: 'nobody' is not of the form");
+	expect_error(REQUIRED "[notify]\nfrom = a@b@c.example\n", 7, "before '@'");
+	expect_error(REQUIRED "[notify]\ninterval_minutes = 10081\n", 7, "from 0 to 10080");
+	expect_error(REQUIRED "[notify]\nbogus = 1\n", 7, "unknown key 'bogus' in [notify]");
+}
+
+static void test_addr_spec(void **state)
+{
+	(void)state;
+	static const char *const good[] = {
+		"a@example.org",       "first.last@sub.example.org", "x+tag@example.co",
+		"o'brien@example.org", "a@xn--mnchen-3ya.de",
+	};
+	static const struct {
+		const char *addr, *why;
+	} bad[] = {
+		{"", "1 to 254"},
+		{"a", "not of the form"},
+		{"@example.org", "not of the form"},
+		{"a@", "not of the form"},
+		{"a b@example.org", "before '@'"},
+		{"<a@example.org>", "before '@'"},
+		{"a,b@example.org", "before '@'"},
+		{"\"a\"@example.org", "before '@'"},
+		{".a@example.org", "before '@'"},
+		{"a.@example.org", "before '@'"},
+		{"a..b@example.org", "before '@'"},
+		{"a\n@example.org", "before '@'"},
+		{"m\xc3\xbcller@example.org", "before '@'"},
+		{"a@localhost", "at least two labels"},
+		{"a@example..org", "the domain"},
+		{"a@-x.org", "the domain"},
+		{"a@x-.org", "the domain"},
+		{"a@ex ample.org", "the domain"},
+		{"a@example.org>", "the domain"},
+		{"a@example.org,b@example.org", "before '@'"},
+		{"a@[127.0.0.1]", "the domain"},
+	};
+	char why[300];
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+		if (config_addr_spec_check(good[i], why, sizeof(why)) != P11CA_OK)
+			fail_msg("%s refused: %s", good[i], why);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		why[0] = '\0';
+		if (config_addr_spec_check(bad[i].addr, why, sizeof(why)) != P11CA_E_INVALID_ARG ||
+		    strstr(why, bad[i].why) == NULL)
+			fail_msg("'%s': got \"%s\", want \"%s\"", bad[i].addr, why, bad[i].why);
+	}
+	char local[80], longdom[300];
+	memset(local, 'l', 65);
+	snprintf(local + 65, sizeof(local) - 65, "@example.org");
+	assert_int_equal(config_addr_spec_check(local, why, sizeof(why)), P11CA_E_INVALID_ARG);
+	assert_non_null(strstr(why, "longer than 64"));
+	memset(longdom, 'd', 260);
+	memcpy(longdom, "a@", 2);
+	snprintf(longdom + 251, sizeof(longdom) - 251, ".org"); /* 255 octets */
+	assert_int_equal(config_addr_spec_check(longdom, why, sizeof(why)), P11CA_E_INVALID_ARG);
+	assert_non_null(strstr(why, "254"));
+
+	char buf[64], *argv[5];
+	assert_int_equal(config_command_split(" /a  b\tc ", buf, sizeof(buf), argv, 5), 3);
+	assert_string_equal(argv[0], "/a");
+	assert_string_equal(argv[2], "c");
+	assert_null(argv[3]);
+	assert_int_equal(config_command_split("/a b c d e", buf, sizeof(buf), argv, 5), -1);
+	assert_int_equal(config_command_split("/a", buf, 2, argv, 5), -1);
+	assert_int_equal(config_command_split("", buf, sizeof(buf), argv, 5), 0);
 }
 
 static void test_errors(void **state)
@@ -357,12 +503,92 @@ static void test_profiles(void **state)
 	assert_true(p->key_usage_critical);
 	assert_int_equal(p->n_eku, 0);
 
+	/* A new profile's defaults for the keys it does not set. */
+	assert_true(p->cn_in_san && p->add_crl_url && p->add_ocsp_url && p->add_issuer_url);
+	assert_false(p->ocsp_no_check || p->tls_feature_status_request);
+	assert_string_equal(p->description, "");
+	assert_string_equal(p->subject, "");
+	assert_int_equal(p->n_policies, 0);
+
 	/* The built-in ocsp profile as django-ca has it. */
 	assert_int_equal(load(REQUIRED, &em), P11CA_OK);
 	p = p11cad_config_profile(&cfg, "ocsp");
 	assert_int_equal(p->key_usage, X509v3_KU_NON_REPUDIATION | X509v3_KU_DIGITAL_SIGNATURE |
 					       X509v3_KU_KEY_ENCIPHERMENT);
 	assert_string_equal(p->eku[0], "OCSPSigning");
+	assert_true(p->ocsp_no_check);
+	assert_false(p->add_ocsp_url);
+	assert_string_equal(p->description, "A certificate for an OCSP responder.");
+	/* Every built-in: keyUsage critical, EKU not, CN in SAN, no must-staple. */
+	for (size_t i = 0; i < cfg.n_profiles; i++) {
+		p = &cfg.profiles[i];
+		assert_true(p->enabled);
+		assert_true(p->key_usage_critical);
+		assert_false(p->eku_critical);
+		assert_true(p->cn_in_san && p->add_crl_url && p->add_issuer_url);
+		assert_false(p->tls_feature_status_request);
+		assert_int_not_equal(p->description[0], '\0');
+		assert_int_equal(p->ocsp_no_check, strcmp(p->name, "ocsp") == 0);
+		assert_int_equal(p->add_ocsp_url, strcmp(p->name, "ocsp") != 0);
+	}
+}
+
+static void test_profile_extension_keys(void **state)
+{
+	(void)state;
+	struct p11ca_errmsg em = {0};
+	assert_int_equal(load(REQUIRED "[profile web2]\n"
+				       "description = Web servers, must-staple\n"
+				       "key_usage = digitalSignature\n"
+				       "subject = /C=AT/O=Example Org\n"
+				       "cn_in_san = false\n"
+				       "add_crl_url = no\n"
+				       "add_ocsp_url = off\n"
+				       "add_issuer_url = 0\n"
+				       "policy = 2.23.140.1.2.1\n"
+				       "policy = 1.3.6.1.4.1.99999.1;cps=https://ca.example.org/cps"
+				       ";notice=Only for tests\n"
+				       "ocsp_no_check = true\n"
+				       "tls_feature_status_request = yes\n"
+				       "[profile webserver]\n"
+				       "policy = 2.23.140.1.2.2\n",
+			      &em),
+			 P11CA_OK);
+	const struct p11cad_profile *p = p11cad_config_profile(&cfg, "web2");
+	assert_non_null(p);
+	assert_string_equal(p->description, "Web servers, must-staple");
+	assert_string_equal(p->subject, "/C=AT/O=Example Org");
+	assert_false(p->cn_in_san || p->add_crl_url || p->add_ocsp_url || p->add_issuer_url);
+	assert_int_equal(p->n_policies, 2);
+	assert_string_equal(p->policies[0], "2.23.140.1.2.1");
+	assert_string_equal(p->policies[1], "1.3.6.1.4.1.99999.1;cps=https://ca.example.org/cps"
+					    ";notice=Only for tests");
+	assert_true(p->ocsp_no_check);
+	assert_true(p->tls_feature_status_request);
+	p = p11cad_config_profile(&cfg, "webserver");
+	assert_int_equal(p->n_policies, 1);
+	assert_string_equal(p->policies[0], "2.23.140.1.2.2");
+	assert_true(p->cn_in_san); /* untouched keys keep the built-in values */
+
+	expect_error(REQUIRED "[profile x]\nsubject = /XX=nope\n", 7, "subject: ");
+	expect_error(REQUIRED "[profile x]\nsubject = /C=Austria\n", 7, "subject: ");
+	expect_error(REQUIRED "[profile x]\npolicy = not-an-oid\n", 7, "policy: ");
+	expect_error(REQUIRED "[profile x]\npolicy = 1.2.3\npolicy = 1.2.3;cps=https://a.example\n",
+		     8, "policy 1.2.3 is given twice");
+	expect_error(REQUIRED "[profile x]\npolicy = 1.2.1\npolicy = 1.2.2\npolicy = 1.2.3\n"
+			      "policy = 1.2.4\npolicy = 1.2.5\n",
+		     11, "more than 4 policy lines");
+	expect_error(REQUIRED "[profile x]\ndescription = a\tb\n", 7,
+		     "description has control characters");
+	expect_error(REQUIRED "[profile x]\ncn_in_san = sometimes\n", 7,
+		     "cn_in_san must be true or false, not 'sometimes'");
+	expect_error(REQUIRED "[profile x]\ntls_feature_status_request = 2\n", 7,
+		     "tls_feature_status_request must be true or false");
+	expect_error(REQUIRED "[profile x]\nsubject = /O=a\nsubject = /O=b\n", 8,
+		     "'subject' is already set in [profile x] at line 7");
+	char big[600];
+	snprintf(big, sizeof(big), "%s[profile x]\ndescription = %0200d\n", REQUIRED, 0);
+	expect_error(big, 7, "description is longer than 128 bytes");
 }
 
 static void test_roles(void **state)
@@ -434,7 +660,7 @@ static void test_write_round_trip(void **state)
 	/* Every key is in the file, uncommented. */
 	FILE *f = fopen(path, "r");
 	assert_non_null(f);
-	char text[16384];
+	char text[32768];
 	size_t n = fread(text, 1, sizeof(text) - 1, f);
 	text[n] = '\0';
 	fclose(f);
@@ -461,6 +687,17 @@ static void test_write_round_trip(void **state)
 		"\ncert_expires_days = 365",
 		"\ndefault_profile = webserver",
 		"\nmanagement_ca = p11ca-management",
+		"\ncsr_max_bytes = 16384",
+		"\nmax_sans = 64",
+		"\nrsa_min_bits = 2048",
+		"\nrsa_min_exponent = 65537",
+		"\n[notify]\n",
+		"\ndays = 14, 7, 3, 1",
+		"\ncommand = \n",
+		"\n# from = p11ca@",
+		"\ninterval_minutes = 60",
+		"# ocsp_no_check = true\n# tls_feature_status_request = false\n# enabled = true\n",
+		"# description = A certificate for a webserver.\n",
 		"\n[roles]\n",
 		"# [profile ocsp]\n",
 	};
@@ -518,11 +755,15 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_full_file),
 		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_engine_limits),
+		cmocka_unit_test(test_notify),
+		cmocka_unit_test(test_addr_spec),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_errors_values),
 		cmocka_unit_test(test_errors_syntax),
 		cmocka_unit_test(test_rpc_user),
 		cmocka_unit_test(test_profiles),
+		cmocka_unit_test(test_profile_extension_keys),
 		cmocka_unit_test(test_roles),
 		cmocka_unit_test(test_path),
 		cmocka_unit_test(test_write_round_trip),

@@ -8,6 +8,7 @@
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "appliance/engine/engine.h"
@@ -218,6 +219,85 @@ static enum p11ca_err links_check(struct watch *const *ws, size_t n, const struc
 	return P11CA_OK;
 }
 
+/* ---- the notification schedule ---------------------------------------------------------- */
+
+/* A thread of its own: a pass runs the operator's command and may take minutes, which
+ * must not hold up the main loop (stop requests, link checks). */
+struct notify_timer {
+	struct engine *eng;
+	pthread_t thread;
+	bool running;
+	pthread_mutex_t lock;
+	pthread_cond_t cond; /* CLOCK_MONOTONIC */
+	bool stop;
+};
+
+static void *notify_main(void *arg)
+{
+	struct notify_timer *t = arg;
+	const int64_t interval = (int64_t)t->eng->cfg->notify_interval_minutes * 60;
+	struct timespec next;
+	clock_gettime(CLOCK_MONOTONIC, &next);
+	pthread_mutex_lock(&t->lock);
+	while (!t->stop) {
+		struct timespec now;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (now.tv_sec < next.tv_sec) {
+			pthread_cond_timedwait(&t->cond, &t->lock, &next);
+			continue;
+		}
+		next.tv_sec = now.tv_sec + interval;
+		pthread_mutex_unlock(&t->lock);
+		p11ca_v1_NotifyExpiringResponse out;
+		struct p11ca_errmsg em;
+		p11ca_errmsg_clear(&em);
+		if (engine_notify_run(t->eng, engine_now(), &out, &em) != P11CA_OK)
+			p11ca_logf(t->eng->log, LOG_WARNING, "engine: expiry notifications: %s",
+				   p11ca_errmsg_text(&em));
+		pthread_mutex_lock(&t->lock);
+	}
+	pthread_mutex_unlock(&t->lock);
+	return NULL;
+}
+
+/* Start the schedule when [notify] has a command and an interval; a failure to start it
+ * is logged, not fatal (`notify expiring` still works). */
+static void notify_start(struct notify_timer *t, struct engine *eng)
+{
+	pthread_condattr_t ca;
+	t->eng = eng;
+	pthread_mutex_init(&t->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&t->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	if (eng->cfg->notify_command[0] == '\0' || eng->cfg->notify_interval_minutes == 0)
+		return;
+	if (pthread_create(&t->thread, NULL, notify_main, t) != 0) {
+		p11ca_logf(eng->log, LOG_WARNING,
+			   "engine: cannot start the notification schedule; only `p11ca notify "
+			   "expiring` sends notifications");
+		return;
+	}
+	t->running = true;
+}
+
+static void notify_stop(struct notify_timer *t)
+{
+	if (t->eng == NULL)
+		return;
+	pthread_mutex_lock(&t->lock);
+	t->stop = true;
+	pthread_cond_signal(&t->cond);
+	pthread_mutex_unlock(&t->lock);
+	if (t->running)
+		pthread_join(t->thread, NULL);
+	t->running = false;
+	pthread_cond_destroy(&t->cond);
+	pthread_mutex_destroy(&t->lock);
+	t->eng = NULL;
+}
+
 static const size_t rpc_frame_max =
 	p11ca_forward_v1_FromEngine_size > p11ca_forward_v1_ToEngine_size
 		? p11ca_forward_v1_FromEngine_size
@@ -256,6 +336,7 @@ enum p11ca_err engine_run(const struct p11cad_config *cfg, const struct engine_f
 	struct engine eng = {.cfg = cfg, .log = log, .started = engine_now()};
 	struct chan *rpc = NULL;
 	struct watch w_signer = {0}, w_control = {0}, w_rpc = {0};
+	struct notify_timer notify = {0};
 	int wake[2] = {-1, -1};
 	enum p11ca_err err;
 	int control_fd = fds->control, rpc_fd = fds->rpc, signer_fd = fds->signer;
@@ -339,6 +420,7 @@ enum p11ca_err engine_run(const struct p11cad_config *cfg, const struct engine_f
 			goto out;
 	}
 	w_signer.fatal_on_close = true;
+	notify_start(&notify, &eng);
 	err = watch_start(&w_signer, eng.signer, "signer", wake[1], em);
 	if (err == P11CA_OK)
 		err = watch_start(&w_control, eng.control, "parent", wake[1], em);
@@ -381,6 +463,7 @@ out:
 	/* Finish the calls in flight (they need the committer and the signer), then stop. */
 	watch_stop(&w_rpc);
 	chan_close(&rpc);
+	notify_stop(&notify); /* a pass in progress finishes its current command first */
 	watch_stop(&w_control);
 	chan_close(&eng.control);
 	commit_stop(&eng.commit);
