@@ -47,17 +47,15 @@ enum p11ca_err engine_watchers_parse(const char (*addrs)[255], size_t n, struct 
 }
 
 enum p11ca_err engine_cert_issue(struct engine_call *c, const struct engine_ca *ca,
-				 const struct engine_plan_request *req,
-				 const struct engine_issue_extra *extra, p11ca_v1_CertSummary *sum,
-				 uint8_t *der_out, size_t der_cap, size_t *der_len,
-				 struct p11ca_errmsg *em)
+				 const struct engine_plan_request *req, struct engine_issue *is,
+				 p11ca_v1_CertSummary *sum, uint8_t *der_out, size_t der_cap,
+				 size_t *der_len, struct p11ca_errmsg *em)
 {
 	p11ca_v1_CaSettings *settings = OPENSSL_zalloc(sizeof(*settings));
 	struct store_txn *txn = NULL;
 	X509 *chain[ENGINE_CHAIN_MAX] = {NULL};
 	size_t n_chain = 0;
 	struct engine_plan *plan = NULL;
-	struct engine_issue is = {0};
 	enum p11ca_err err = P11CA_OK;
 
 	if (settings == NULL)
@@ -81,36 +79,35 @@ enum p11ca_err engine_cert_issue(struct engine_call *c, const struct engine_ca *
 		err = engine_signing_ready(c->eng, em);
 	if (err != P11CA_OK)
 		goto out;
-	is = (struct engine_issue){
-		.ca_id = ca->rec.id,
-		.key_uri = ca->rec.key_uri,
-		.issuer_der = ca->rec.cert_der,
-		.issuer_der_len = ca->rec.cert_der_len,
-		.spec = &plan->spec,
-		.profile = plan->profile->name,
-		.actor = c->actor,
-	};
-	err = engine_issue_run_extra(c->eng, &is, extra, em);
+	is->ca_id = ca->rec.id;
+	is->key_uri = ca->rec.key_uri;
+	is->issuer_der = ca->rec.cert_der;
+	is->issuer_der_len = ca->rec.cert_der_len;
+	is->spec = &plan->spec;
+	is->profile = plan->profile->name;
+	is->actor = c->actor;
+	err = engine_issue_run(c->eng, is, em);
 	if (err != P11CA_OK)
 		goto out;
-	if (is.der_len > der_cap) {
+	if (is->der_len > der_cap) {
 		err = p11ca_fail(
 			em, P11CA_E_PROTO_TOO_LARGE,
 			"the certificate (%zu bytes) was issued but does not fit the reply: "
 			"fetch it with p11ca cert export",
-			is.der_len);
+			is->der_len);
 		goto out;
 	}
 	/* The TBS was built from spec and storage checked the DER against it: summarise from
 	 * spec rather than parse the certificate back (~0.1 ms per issuance). */
-	err = engine_cert_summary_issued(is.serial, &plan->spec, plan->profile->name, ca->rec.name,
+	err = engine_cert_summary_issued(is->serial, &plan->spec, plan->profile->name, ca->rec.name,
 					 sum, em);
 	if (err != P11CA_OK)
 		goto out;
-	memcpy(der_out, is.der, is.der_len);
-	*der_len = is.der_len;
+	memcpy(der_out, is->der, is->der_len);
+	*der_len = is->der_len;
 out:
-	engine_issue_clear(&is);
+	engine_issue_clear(is);
+	is->spec = NULL; /* it pointed into the plan */
 	engine_plan_free(&plan);
 	engine_plan_chain_free(chain, &n_chain);
 	OPENSSL_free(settings);
@@ -126,7 +123,7 @@ enum p11ca_err engine_op_cert_sign(struct engine_call *c, p11ca_v1_Request *req,
 	struct store_txn *txn = NULL;
 	struct store_watcher watchers[STORE_WATCHERS_MAX];
 	size_t n_watchers = 0, der_len = 0;
-	const char *sans[64];
+	const char *sans[sizeof(r->sans) / sizeof(r->sans[0])];
 	enum p11ca_err err;
 
 	if (ca == NULL)
@@ -139,7 +136,7 @@ enum p11ca_err engine_op_cert_sign(struct engine_call *c, p11ca_v1_Request *req,
 	store_txn_abort(&txn);
 	if (err != P11CA_OK)
 		goto out;
-	for (pb_size_t i = 0; i < r->sans_count && i < 64; i++)
+	for (pb_size_t i = 0; i < r->sans_count; i++)
 		sans[i] = r->sans[i];
 	struct engine_plan_request pr = {
 		.profile = r->profile,
@@ -154,8 +151,8 @@ enum p11ca_err engine_op_cert_sign(struct engine_call *c, p11ca_v1_Request *req,
 		.no_cn_in_san = r->no_cn_in_san,
 		.no_san_to_cn = r->no_san_to_cn,
 	};
-	struct engine_issue_extra extra = {.watchers = watchers, .n_watchers = n_watchers};
-	err = engine_cert_issue(c, ca, &pr, &extra, &out->cert, out->certificate_der.bytes,
+	struct engine_issue is = {.watchers = watchers, .n_watchers = n_watchers};
+	err = engine_cert_issue(c, ca, &pr, &is, &out->cert, out->certificate_der.bytes,
 				sizeof(out->certificate_der.bytes), &der_len, em);
 	if (err != P11CA_OK)
 		goto out;

@@ -113,13 +113,22 @@ static enum p11ca_err crl_generate_locked(struct engine *eng, const struct engin
 	uint8_t *tbs_der = NULL, *der = NULL;
 	size_t tbs_len = 0, der_len = 0, sig_len = 0;
 	uint8_t sig[HSM_SIG_MAX];
+	p11ca_v1_CaSettings *settings = NULL;
 	enum p11ca_err err;
 
 	if (ca->cert == NULL)
 		return p11ca_fail(em, P11CA_E_POLICY, "CA %s has no certificate: no CRL",
 				  ca->rec.name);
 	P11CA_GUARD(engine_signing_ready(eng, em));
-	err = commit_run(eng->commit, number_job_fn, &nj, em);
+	/* Signed as the CA signs certificates (its settings), decided before a number is
+	 * drawn. */
+	if ((settings = OPENSSL_malloc(sizeof(*settings))) == NULL)
+		return p11ca_fail(em, P11CA_E_NOMEM, "out of memory");
+	err = engine_ca_settings_get(&ca->rec, settings, em);
+	enum hsm_sig_alg alg = engine_ca_sig_alg(ca, settings);
+	OPENSSL_free(settings);
+	if (err == P11CA_OK)
+		err = commit_run(eng->commit, number_job_fn, &nj, em);
 	if (err != P11CA_OK)
 		goto out;
 	for (size_t i = 0; i < nj.entries.n; i++)
@@ -127,7 +136,7 @@ static enum p11ca_err crl_generate_locked(struct engine *eng, const struct engin
 	int64_t now = engine_now();
 	struct x509_crl_spec spec = {
 		.issuer = ca->cert,
-		.alg = ca->alg,
+		.alg = alg,
 		.number = nj.number,
 		.this_update = now,
 		.next_update = now + ENGINE_CRL_VALIDITY,

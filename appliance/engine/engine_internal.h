@@ -184,6 +184,12 @@ struct engine_issue {
 	struct x509_cert_spec *spec; /* serial is filled in here */
 	const char *profile;
 	const char *actor;
+	/* Stored beside the certificate, in the commit that stores it: a reply that says
+	 * "issued" never leaves a certificate without them. */
+	const struct store_watcher *watchers;
+	size_t n_watchers;
+	const char *audit_event;   /* NULL: "cert.issue" */
+	const char *audit_details; /* NULL: the profile */
 	/* outputs */
 	uint8_t serial[STORE_SERIAL_LEN];
 	uint8_t *der; /* OPENSSL_malloc'd */
@@ -203,6 +209,11 @@ void engine_issue_clear(struct engine_issue *is);
 P11CA_MUST_CHECK enum p11ca_err engine_ca_summary(struct engine *eng, struct store_txn *txn,
 						  const struct engine_ca *ca,
 						  p11ca_v1_CaSummary *out, struct p11ca_errmsg *em);
+/* engine_ca_summary in a read transaction of its own (after a CA was written). */
+P11CA_MUST_CHECK enum p11ca_err engine_ca_summary_read(struct engine *eng,
+						       const struct engine_ca *ca,
+						       p11ca_v1_CaSummary *out,
+						       struct p11ca_errmsg *em);
 P11CA_MUST_CHECK enum p11ca_err engine_cert_summary(const struct store_cert *cert,
 						    const char *ca_name, p11ca_v1_CertSummary *out,
 						    struct p11ca_errmsg *em);
@@ -229,7 +240,7 @@ int64_t engine_now(void);
 P11CA_MUST_CHECK enum p11ca_err engine_crl_generate(struct engine *eng, const struct engine_ca *ca,
 						    const char *actor, struct p11ca_errmsg *em);
 
-/* ---- handlers (ca.c, cert.c, crl.c, dispatch.c) -------------------------------------------- */
+/* ---- handlers (ca_init.c, ca.c, cert.c, crl.c, dispatch.c) ------------------------------- */
 
 typedef enum p11ca_err (*engine_op_fn)(struct engine_call *c, p11ca_v1_Request *req,
 				       p11ca_v1_Response *resp, struct p11ca_errmsg *em);
@@ -255,7 +266,7 @@ enum p11ca_err engine_op_cert_revoke(struct engine_call *c, p11ca_v1_Request *re
 enum p11ca_err engine_op_crl_get(struct engine_call *c, p11ca_v1_Request *req,
 				 p11ca_v1_Response *resp, struct p11ca_errmsg *em);
 
-/* Release 0.4: CA and certificate management. ca_ops.c: ca_import, ca_edit; ca_revoke.c;
+/* Release 0.4: CA and certificate management. ca_import.c; ca_edit.c; ca_revoke.c;
  * resign.c: cert_resign; cert_import.c; watchers.c: cert_watchers; profiles.c:
  * profile_list; notify.c: notify_expiring. */
 enum p11ca_err engine_op_ca_import(struct engine_call *c, p11ca_v1_Request *req,
@@ -288,6 +299,10 @@ P11CA_MUST_CHECK enum p11ca_err engine_ca_settings_get(const struct store_ca *re
 P11CA_MUST_CHECK enum p11ca_err engine_ca_settings_set(struct store_ca *rec,
 						       const p11ca_v1_CaSettings *in,
 						       struct p11ca_errmsg *em);
+/* What `ca` signs certificates and CRLs with unless a request says otherwise: its
+ * settings' algorithm when that fits its key, else (a CA made before release 0.4) the key
+ * type's default. */
+enum hsm_sig_alg engine_ca_sig_alg(const struct engine_ca *ca, const p11ca_v1_CaSettings *settings);
 
 /* ---- notify.c: expiry notifications ---------------------------------------------------- */
 
@@ -302,14 +317,18 @@ P11CA_MUST_CHECK enum p11ca_err engine_notify_run(struct engine *eng, int64_t no
 						  p11ca_v1_NotifyExpiringResponse *out,
 						  struct p11ca_errmsg *em);
 
-/* ca.c: create a CA (the ca_init handler and the bootstrap share it). */
+/* ca_init.c: create a CA (the ca_init handler and the bootstrap share it). */
 struct engine_ca_init {
 	const char *name, *subject, *parent, *key_label, *actor;
 	enum hsm_key_type key_type;
 	bool has_path_length;
 	uint32_t path_length;
 	unsigned expires_days;
-	enum hsm_sig_alg alg; /* HSM_SIG_UNSPECIFIED: the issuer key's default */
+	enum hsm_sig_alg alg; /* HSM_SIG_UNSPECIFIED: the issuer's (a root: its key type's) */
+	/* NULL: defaults (the bootstrap's). Else the request's options beyond the fields above
+	 * (name constraints, policy constraints, extensions, issued, default profile, issue
+	 * algorithm); its copies of the fields above are not read. */
+	const p11ca_v1_CaInitRequest *options;
 };
 P11CA_MUST_CHECK enum p11ca_err engine_ca_create(struct engine *eng,
 						 const struct engine_ca_init *in,

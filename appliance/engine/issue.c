@@ -13,7 +13,7 @@
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 
-#include "appliance/engine/plan.h"
+#include "appliance/engine/engine_internal.h"
 #include "hsm/signer.h"
 
 /* Each draw collides with probability n / 2^158: reaching this many means the RNG is
@@ -111,29 +111,20 @@ static enum p11ca_err intent_commit(struct engine *eng, struct engine_issue *is,
 			  SERIAL_DRAWS_MAX);
 }
 
-struct cert_job {
-	struct engine_issue *is;
-	const struct engine_issue_extra *extra; /* may be NULL */
-};
-
-/* The certificate and what is kept beside it (watchers) land in one commit: a reply that
- * says "issued" never leaves a certificate without the watchers it was asked with. */
+/* The certificate and what is kept beside it (watchers, audit) land in one commit. */
 static enum p11ca_err cert_job_fn(struct store_txn *txn, void *arg, struct p11ca_errmsg *em)
 {
-	const struct cert_job *j = arg;
-	struct engine_issue *is = j->is;
-	const struct engine_issue_extra *x = j->extra;
+	const struct engine_issue *is = arg;
 	char hex[2 * STORE_SERIAL_LEN + 1];
 	P11CA_GUARD(store_cert_put(txn, is->ca_id, is->serial, is->der, is->der_len, is->not_after,
 				   is->profile, em));
-	if (x != NULL && x->n_watchers > 0)
-		P11CA_GUARD(store_cert_watchers_set(txn, is->ca_id, is->serial, x->watchers,
-						    x->n_watchers, em));
+	if (is->n_watchers > 0)
+		P11CA_GUARD(store_cert_watchers_set(txn, is->ca_id, is->serial, is->watchers,
+						    is->n_watchers, em));
 	engine_hex_format(is->serial, STORE_SERIAL_LEN, hex);
 	return store_audit_append(
-		txn, x != NULL && x->audit_event != NULL ? x->audit_event : "cert.issue", is->actor,
-		hex, x != NULL && x->audit_details != NULL ? x->audit_details : is->profile, NULL,
-		em);
+		txn, is->audit_event != NULL ? is->audit_event : "cert.issue", is->actor, hex,
+		is->audit_details != NULL ? is->audit_details : is->profile, NULL, em);
 }
 
 struct failed_job {
@@ -176,14 +167,6 @@ void engine_issue_clear(struct engine_issue *is)
 enum p11ca_err engine_issue_run(struct engine *eng, struct engine_issue *is,
 				struct p11ca_errmsg *em)
 {
-	return engine_issue_run_extra(eng, is, NULL, em);
-}
-
-enum p11ca_err engine_issue_run_extra(struct engine *eng, struct engine_issue *is,
-				      const struct engine_issue_extra *extra,
-				      struct p11ca_errmsg *em)
-{
-	struct cert_job job = {is, extra};
 	struct tbs tbs = {0};
 	uint8_t sig[HSM_SIG_MAX];
 	size_t sig_len = 0;
@@ -225,7 +208,7 @@ enum p11ca_err engine_issue_run_extra(struct engine *eng, struct engine_issue *i
 		engine_issue_clear(is);
 		goto out;
 	}
-	err = commit_run(eng->commit, cert_job_fn, &job, em);
+	err = commit_run(eng->commit, cert_job_fn, is, em);
 	if (err != P11CA_OK)
 		engine_issue_clear(is);
 out:

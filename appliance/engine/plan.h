@@ -7,7 +7,9 @@
  * ever reaches storage or the signer.
  *
  * Pure: no storage, no signer (engine_plan_chain_load is the one helper that reads storage).
- * Unit-tested with software keys in test_plan.c.
+ * Unit-tested with software keys in test_plan.c. Modules: plan.c (the plan, algorithm,
+ * validity, key, constraints, the issuer chain), plan_names.c (subject and SANs), plan_ext.c
+ * (ExtensionSettings layers), ca_settings.c (CA settings and a new CA's options).
  */
 #ifndef P11CA_APPLIANCE_ENGINE_PLAN_H
 #define P11CA_APPLIANCE_ENGINE_PLAN_H
@@ -21,6 +23,8 @@
 #define ENGINE_CHAIN_MAX    16 /* deeper than this is a loop in the records */
 
 enum engine_url_kind { ENGINE_URL_CRL, ENGINE_URL_OCSP, ENGINE_URL_ISSUER, ENGINE_URL_KINDS };
+
+/* ---- plan_ext.c: ExtensionSettings layers ---------------------------------------------- */
 
 /* An x509_ext_spec and the memory it points into, built from ExtensionSettings layers. */
 struct engine_ext {
@@ -51,8 +55,9 @@ struct engine_ext_issuer {
  * Resolve ExtensionSettings layers over a profile into *out (zeroed first; release with
  * engine_ext_clear). `profile` (may be NULL: no profile layer, every CA URL used) gives
  * keyUsage/EKU, policies, OCSPNoCheck and TLS feature and gates the CA layer's URLs
- * (add_crl_url, …). layers[0] is the CA layer, layers[1] the request's (either may be NULL);
- * the request's URLs are always used. URL templates are filled in for `issuer`.
+ * (add_crl_url, …). ca_layer and req_layer (either may be NULL) override it in that order,
+ * field by field; the request's URLs are always used. URL templates are filled in for
+ * `issuer`.
  * Errors: P11CA_E_INVALID_ARG naming the field (a bad URL, template, policy, usage name or
  * issuerAltName), P11CA_E_NOMEM.
  */
@@ -68,10 +73,21 @@ void engine_ext_clear(struct engine_ext *e);
 P11CA_MUST_CHECK enum p11ca_err engine_ext_check(const p11ca_v1_ExtensionSettings *layer,
 						 struct p11ca_errmsg *em);
 
+/* ---- ca_settings.c: what ca init, ca import and ca edit share ---------------------------- */
+
 /* P11CA_OK when alg is HSM_SIG_UNSPECIFIED or fits `type`; else P11CA_E_INVALID_ARG with a
- * sentence naming `whose` key ("CA x's"), Ed25519's own. */
+ * sentence naming `whose` key ("CA x's"), Ed25519's own, or an unknown algorithm. */
 P11CA_MUST_CHECK enum p11ca_err engine_alg_for_key(enum hsm_sig_alg alg, enum hsm_key_type type,
 						   const char *whose, struct p11ca_errmsg *em);
+/* Set st->default_profile to `name` ("": the server's). Errors: P11CA_E_STORAGE_NOT_FOUND
+ * (no such enabled profile). */
+P11CA_MUST_CHECK enum p11ca_err engine_ca_profile_set(const struct p11cad_config *cfg,
+						      const char *name, p11ca_v1_CaSettings *st,
+						      struct p11ca_errmsg *em);
+/* Set st->issued to `issued` once engine_ext_check accepts it. */
+P11CA_MUST_CHECK enum p11ca_err engine_ca_issued_set(const p11ca_v1_ExtensionSettings *issued,
+						     p11ca_v1_CaSettings *st,
+						     struct p11ca_errmsg *em);
 
 /* What a new CA's CaInitRequest decides beyond engine_ca_init: its own certificate's
  * extensions and the settings it keeps. */
@@ -94,6 +110,8 @@ engine_ca_options_build(const struct p11cad_config *cfg, const p11ca_v1_CaInitRe
 			enum hsm_key_type key_type, enum hsm_sig_alg sign_alg,
 			struct engine_ca_options *out, struct p11ca_errmsg *em);
 void engine_ca_options_clear(struct engine_ca_options *o);
+
+/* ---- plan.c, plan_names.c: a certificate --------------------------------------------- */
 
 /* One certificate request, from cert sign or cert resign. */
 struct engine_plan_request {
@@ -144,9 +162,30 @@ engine_plan_build(const struct p11cad_config *cfg, const struct engine_ca *ca,
 		  struct p11ca_errmsg *em);
 void engine_plan_free(struct engine_plan **p);
 
+/* plan_names.c: p's subject and SANs from r, p->profile and p->csr (set before).
+ * Errors: P11CA_E_INVALID_ARG (too many SANs, a bad name, nobody named), P11CA_E_NOMEM. */
+P11CA_MUST_CHECK enum p11ca_err engine_plan_names(const struct p11cad_config *cfg,
+						  const struct engine_plan_request *r,
+						  struct engine_plan *p, struct p11ca_errmsg *em);
+
+/* Refuse what the nameConstraints of chain[0..n) (the issuer first) forbid for the
+ * certificate `spec` describes. Checked on a TBS with a stand-in serial (the real one is
+ * drawn only for an acceptable certificate) and, when spec has no public key (a new CA's
+ * does not exist yet), a throwaway one. Errors: x509_check_name_constraints's, x509_cert_tbs's. */
+P11CA_MUST_CHECK enum p11ca_err engine_constraints_check(const struct x509_cert_spec *spec,
+							 X509 *const *chain, size_t n,
+							 struct p11ca_errmsg *em);
+
+/* Whether CA rec's certificate `cert` is revoked (recorded under its issuer, a root under
+ * itself; one not recorded here is not). Errors: storage. */
+P11CA_MUST_CHECK enum p11ca_err engine_ca_revoked(struct store_txn *txn, const struct store_ca *rec,
+						  const X509 *cert, bool *revoked,
+						  struct p11ca_errmsg *em);
+
 /* The parsed certificates of CA `id` and its ancestors, the CA first, into chain[] (up to
  * ENGINE_CHAIN_MAX; *n set). The caller X509_free's each. Errors: storage,
- * P11CA_E_STORAGE_CORRUPT (a record loop or a certificate that does not parse). */
+ * P11CA_E_STORAGE_CORRUPT (a record loop or a certificate that does not parse),
+ * P11CA_E_POLICY (one of them is revoked: nothing may be issued under it). */
 P11CA_MUST_CHECK enum p11ca_err engine_plan_chain_load(struct store_txn *txn, uint32_t id,
 						       X509 *chain[ENGINE_CHAIN_MAX], size_t *n,
 						       struct p11ca_errmsg *em);
@@ -155,19 +194,32 @@ void engine_plan_chain_free(X509 *chain[ENGINE_CHAIN_MAX], size_t *n);
 /* The text "2031-05-01 12:00:00 UTC" of a time, for messages. */
 void engine_time_text(int64_t t, char out[32]);
 
-/* ---- issue.c: issuance with what is stored beside the certificate -------------------- */
+/* ---- ca_init.c, select.c: CAs ----------------------------------------------------------- */
 
-struct engine_issue_extra {
-	const struct store_watcher *watchers; /* stored with the certificate, same commit */
-	size_t n_watchers;
-	const char *audit_event;   /* NULL: "cert.issue" */
-	const char *audit_details; /* NULL: the profile */
-};
+/* A CA name: 1-64 of A-Z a-z 0-9 . _ -. Errors: P11CA_E_INVALID_ARG saying so. */
+P11CA_MUST_CHECK enum p11ca_err engine_ca_name_check(const char *name, struct p11ca_errmsg *em);
+/* P11CA_OK when no CA is named `name` in txn. Errors: P11CA_E_STORAGE_EXISTS (pick another
+ * name), storage. */
+P11CA_MUST_CHECK enum p11ca_err engine_ca_name_unused(struct store_txn *txn, const char *name,
+						      struct p11ca_errmsg *em);
+/* A new PENDING record: name, subject (DER), a PKCS#11 key. Errors: P11CA_E_INVALID_ARG (the
+ * subject does not fit the record). */
+P11CA_MUST_CHECK enum p11ca_err engine_ca_rec_fill(struct store_ca *rec, const char *name,
+						   const X509_NAME *subject, const char *key_uri,
+						   struct p11ca_errmsg *em);
+/* A PENDING CA's first CRL, then ACTIVE, audited as `event`: the last steps of ca init and
+ * ca import. ca->rec.state is set on success; on failure the record stays PENDING.
+ * Errors: engine_crl_generate's, storage. */
+P11CA_MUST_CHECK enum p11ca_err engine_ca_activate(struct engine *eng, struct engine_ca *ca,
+						   const char *event, const char *actor,
+						   const char *details, struct p11ca_errmsg *em);
+/* The serial of a CA certificate as URL templates give it: uppercase hex, no colons. */
+#define ENGINE_CA_SERIAL_HEX (2 * 32 + 1)
+void engine_ca_serial_hex(const X509 *cert, char out[ENGINE_CA_SERIAL_HEX]);
+/* A CA record's certificate, parsed (NULL: none yet, or it does not parse). X509_free it. */
+X509 *engine_ca_rec_x509(const struct store_ca *rec);
 
-/* engine_issue_run, plus `extra` (may be NULL) in the job that stores the certificate. */
-P11CA_MUST_CHECK enum p11ca_err engine_issue_run_extra(struct engine *eng, struct engine_issue *is,
-						       const struct engine_issue_extra *extra,
-						       struct p11ca_errmsg *em);
+/* ---- cert.c: watchers, and what sign and resign share ---------------------------------- */
 
 /* Check and deduplicate (ignoring case) watcher addresses into out[STORE_WATCHERS_MAX].
  * Errors: P11CA_E_INVALID_ARG naming an address that is not an addr-spec, or too many. */
@@ -175,19 +227,16 @@ P11CA_MUST_CHECK enum p11ca_err engine_watchers_parse(const char (*addrs)[255], 
 						      struct store_watcher *out, size_t *n_out,
 						      struct p11ca_errmsg *em);
 
-/* ca.c: a CA name: 1-64 of A-Z a-z 0-9 . _ - */
-bool engine_ca_name_valid(const char *name);
-
-/* ---- cert.c: what sign and resign share once the CA is chosen ------------------------ */
-
 /*
- * Plan (with the CA's settings and issuer chain), check the signer is ready, issue with
- * `extra`, and fill *sum and der_out[der_cap] (*der_len). Admin only for the management CA.
+ * Plan (with the CA's settings and issuer chain), check the signer is ready, issue, and
+ * fill *sum and der_out[der_cap] (*der_len). `is` comes with what is stored beside the
+ * certificate (watchers, audit event and details; the rest is zero) and is filled in and
+ * cleared here. Admin only for the management CA.
  * Errors: engine_plan_build's, engine_issue_run's, P11CA_E_PERMISSION.
  */
 P11CA_MUST_CHECK enum p11ca_err engine_cert_issue(struct engine_call *c, const struct engine_ca *ca,
 						  const struct engine_plan_request *req,
-						  const struct engine_issue_extra *extra,
+						  struct engine_issue *is,
 						  p11ca_v1_CertSummary *sum, uint8_t *der_out,
 						  size_t der_cap, size_t *der_len,
 						  struct p11ca_errmsg *em);

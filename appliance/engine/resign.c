@@ -115,13 +115,13 @@ enum p11ca_err engine_op_cert_resign(struct engine_call *c, p11ca_v1_Request *re
 		watchers[i].notified_days = 0; /* a new certificate: every threshold again */
 	}
 	snprintf(details, sizeof(details), "%s from %s", profile, s->serial_hex);
-	struct engine_issue_extra extra = {
+	struct engine_issue is = {
 		.watchers = watchers,
 		.n_watchers = n,
 		.audit_event = "cert.resign",
 		.audit_details = details,
 	};
-	err = engine_cert_issue(c, &s->ca, &pr, &extra, &out->cert, out->certificate_der.bytes,
+	err = engine_cert_issue(c, &s->ca, &pr, &is, &out->cert, out->certificate_der.bytes,
 				sizeof(out->certificate_der.bytes), &der_len, em);
 	if (err != P11CA_OK)
 		goto out;

@@ -9,7 +9,7 @@
 
 #include <openssl/x509.h>
 
-#include "appliance/engine/engine_internal.h"
+#include "appliance/engine/plan.h"
 #include "hsm/algor.h"
 
 static int hex_val(int ch)
@@ -58,6 +58,24 @@ void engine_hex_format(const uint8_t *bytes, size_t len, char *out)
 	out[2 * len] = '\0';
 }
 
+void engine_ca_serial_hex(const X509 *cert, char out[ENGINE_CA_SERIAL_HEX])
+{
+	const ASN1_INTEGER *sn = cert != NULL ? X509_get0_serialNumber(cert) : NULL;
+	size_t len = sn != NULL && sn->length > 0 ? (size_t)sn->length : 0;
+	engine_hex_format(len > 0 ? sn->data : NULL, len > 32 ? 32 : len, out);
+}
+
+X509 *engine_ca_rec_x509(const struct store_ca *rec)
+{
+	const unsigned char *p = rec->cert_der;
+	X509 *x = rec->cert_der_len != 0 ? d2i_X509(NULL, &p, (long)rec->cert_der_len) : NULL;
+	if (x != NULL && p != rec->cert_der + rec->cert_der_len) {
+		X509_free(x);
+		x = NULL;
+	}
+	return x;
+}
+
 enum p11ca_err engine_serial_select(struct store_txn *txn, const char *text,
 				    uint8_t serial[STORE_SERIAL_LEN], struct p11ca_errmsg *em)
 {
@@ -66,6 +84,23 @@ enum p11ca_err engine_serial_select(struct store_txn *txn, const char *text,
 	uint8_t found[4][STORE_SERIAL_LEN];
 	P11CA_GUARD(engine_hex_parse(text, prefix, sizeof(prefix), &nibbles, em));
 	P11CA_GUARD(store_serial_find_prefix(txn, prefix, nibbles, found, 4, &n, em));
+	/* A whole serial shorter than 20 bytes, as openssl prints it (an imported certificate's):
+	 * stored left-padded with zeros. Also a candidate, so "01" stays ambiguous when it is
+	 * both such a serial and a prefix. */
+	if (nibbles % 2 == 0 && nibbles < 2 * STORE_SERIAL_LEN) {
+		uint8_t padded[STORE_SERIAL_LEN] = {0};
+		struct store_serial_info info;
+		struct p11ca_errmsg ignored;
+		memcpy(padded + STORE_SERIAL_LEN - nibbles / 2, prefix, nibbles / 2);
+		bool seen = false;
+		for (size_t i = 0; i < n && i < 4 && !seen; i++)
+			seen = memcmp(found[i], padded, STORE_SERIAL_LEN) == 0;
+		if (!seen && store_serial_get(txn, padded, &info, &ignored) == P11CA_OK) {
+			if (n < 4)
+				memcpy(found[n], padded, STORE_SERIAL_LEN);
+			n++;
+		}
+	}
 	if (n == 0)
 		return p11ca_fail(em, P11CA_E_STORAGE_NOT_FOUND,
 				  "no certificate has a serial starting with %.64s: check it with "
@@ -144,10 +179,7 @@ struct ca_prefix {
 static int ca_prefix_visit(void *arg, const struct store_ca *ca)
 {
 	struct ca_prefix *cp = arg;
-	if (ca->cert_der_len == 0)
-		return 0;
-	const unsigned char *p = ca->cert_der;
-	X509 *x = d2i_X509(NULL, &p, (long)ca->cert_der_len);
+	X509 *x = engine_ca_rec_x509(ca);
 	if (x == NULL)
 		return 0;
 	uint8_t serial[STORE_SERIAL_LEN];

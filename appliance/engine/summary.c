@@ -7,11 +7,8 @@
 
 #include <openssl/x509v3.h>
 
-#include "appliance/engine/engine_internal.h"
+#include "appliance/engine/plan.h"
 #include "hsm/algor.h"
-
-/* Chains longer than this are a loop in the records, not a hierarchy. */
-#define CHAIN_MAX 16
 
 int64_t engine_now(void)
 {
@@ -89,18 +86,13 @@ enum p11ca_err engine_ca_summary(struct engine *eng, struct store_txn *txn,
 	out->not_before = engine_asn1_time(X509_get0_notBefore(ca->cert));
 	out->not_after = engine_asn1_time(X509_get0_notAfter(ca->cert));
 	out->key_type = (p11ca_v1_KeyType)ca->key_type;
-	/* What the CA signs with unless told otherwise: its setting, else (a CA made before
-	 * settings existed) its key type's default. */
+	/* What the CA signs with unless told otherwise. */
 	p11ca_v1_CaSettings *settings = OPENSSL_zalloc(sizeof(*settings));
 	if (settings == NULL)
 		return p11ca_fail(em, P11CA_E_NOMEM, "out of memory");
 	enum p11ca_err err = engine_ca_settings_get(&ca->rec, settings, em);
 	out->enabled = settings->enabled && ca->rec.state == STORE_CA_ACTIVE;
-	out->signature_algorithm =
-		settings->signature_algorithm !=
-				p11ca_v1_SignatureAlgorithm_SIGNATURE_ALGORITHM_UNSPECIFIED
-			? settings->signature_algorithm
-			: (p11ca_v1_SignatureAlgorithm)ca->alg;
+	out->signature_algorithm = (p11ca_v1_SignatureAlgorithm)engine_ca_sig_alg(ca, settings);
 	OPENSSL_free(settings);
 	if (err != P11CA_OK)
 		return err;
@@ -139,6 +131,16 @@ enum p11ca_err engine_ca_summary(struct engine *eng, struct store_txn *txn,
 		OPENSSL_free(c);
 	}
 	return P11CA_OK;
+}
+
+enum p11ca_err engine_ca_summary_read(struct engine *eng, const struct engine_ca *ca,
+				      p11ca_v1_CaSummary *out, struct p11ca_errmsg *em)
+{
+	struct store_txn *txn = NULL;
+	P11CA_GUARD(store_txn_begin(eng->st, STORE_TXN_READ, &txn, em));
+	enum p11ca_err err = engine_ca_summary(eng, txn, ca, out, em);
+	store_txn_abort(&txn);
+	return err;
 }
 
 enum p11ca_err engine_cert_summary(const struct store_cert *cert, const char *ca_name,
@@ -207,7 +209,7 @@ enum p11ca_err engine_chain_pem(struct store_txn *txn, uint32_t ca_id, uint8_t *
 	if (ca == NULL)
 		return p11ca_fail(em, P11CA_E_NOMEM, "out of memory");
 	for (int depth = 0; ca_id != 0; depth++) {
-		if (depth == CHAIN_MAX) {
+		if (depth == ENGINE_CHAIN_MAX) {
 			err = p11ca_fail(em, P11CA_E_STORAGE_CORRUPT,
 					 "the CA records form a loop: run the audit verification");
 			break;

@@ -1778,6 +1778,135 @@ static void test_resign(void **state)
 	call_expect(S(INVALID_ARGUMENT));
 }
 
+/* Call the request made ready (ca_export or crl_get, PEM) and write what it answers to
+ * dir/name; return the path. */
+static const char *pem_of(bool crl, const char *name, char *path, size_t cap)
+{
+	snprintf(path, cap, "%s/%s", S.fx.dir, name);
+	p11ca_v1_Response *r = call_expect(S(OK));
+	if (crl)
+		write_bytes(path, r->result.crl_get.crl.bytes, r->result.crl_get.crl.size);
+	else
+		write_bytes(path, r->result.ca_export.data.bytes, r->result.ca_export.data.size);
+	return path;
+}
+
+static const char *crl_pem(const char *ca, const char *name, char *path, size_t cap)
+{
+	p11ca_v1_Request *rq = req_new(p11ca_v1_Request_crl_get_tag);
+	snprintf(rq->op.crl_get.ca, sizeof(rq->op.crl_get.ca), "%s", ca);
+	return pem_of(true, name, path, cap);
+}
+
+/* `openssl x509|crl -text` of path names the algorithm (and, for PSS, the hash) in both
+ * signature fields, and the signature verifies with ca_pem's key. */
+static void openssl_alg_is(const char *kind, const char *path, const char *ca_pem, const char *alg,
+			   const char *hash)
+{
+	assert_int_equal(sh("test $(openssl %s -in %s -noout -text | grep -c 'Signature "
+			    "Algorithm: %s') -eq 2",
+			    kind, path, alg),
+			 0);
+	if (hash != NULL)
+		assert_int_equal(sh("test $(openssl %s -in %s -noout -text | grep -c 'Hash "
+				    "Algorithm: %s') -eq 2",
+				    kind, path, hash),
+				 0);
+	if (strcmp(kind, "crl") == 0)
+		assert_int_equal(
+			sh("openssl crl -in %s -CAfile %s -noout 2>&1 | grep -q 'verify OK'", path,
+			   ca_pem),
+			0);
+	else
+		assert_int_equal(
+			sh("SSL_CERT_FILE=/dev/null openssl verify -CAfile %s %s >/dev/null",
+			   ca_pem, path),
+			0);
+}
+
+/* The algorithm a CA is made with signs its certificate, what it issues and its CRLs; an
+ * edit changes what it signs from then on, CRLs included. */
+static void test_signature_algorithms(void **state)
+{
+	(void)state;
+	char ca[4400], leaf[4400], crl[4400];
+	p11ca_v1_CaInitRequest *ci = ca_init_req("pss4", "CN=PSS Root 4", "", 365);
+	ci->key_type = p11ca_v1_KeyType_KEY_TYPE_RSA2048;
+	ci->signature_algorithm = p11ca_v1_SignatureAlgorithm_SIGNATURE_ALGORITHM_ECDSA_SHA384;
+	p11ca_v1_Response *r = call_expect(S(INVALID_ARGUMENT));
+	assert_non_null(strstr(r->status.message, "does not fit the new CA's rsa2048 key"));
+	ci = ca_init_req("pss4", "CN=PSS Root 4", "", 365);
+	ci->key_type = p11ca_v1_KeyType_KEY_TYPE_RSA2048;
+	ci->signature_algorithm = p11ca_v1_SignatureAlgorithm_SIGNATURE_ALGORITHM_RSA_PSS_SHA384;
+	r = call_expect(S(OK));
+	assert_int_equal(r->result.ca_init.ca.signature_algorithm,
+			 p11ca_v1_SignatureAlgorithm_SIGNATURE_ALGORITHM_RSA_PSS_SHA384);
+	p11ca_v1_Request *rq = req_new(p11ca_v1_Request_ca_export_tag);
+	snprintf(rq->op.ca_export.ca, sizeof(rq->op.ca_export.ca), "pss4");
+	pem_of(false, "pss4.pem", ca, sizeof(ca));
+	openssl_alg_is("x509", ca, ca, "rsassaPss", "sha384");
+	openssl_alg_is("crl", crl_pem("pss4", "pss4-1.crl", crl, sizeof(crl)), ca, "rsassaPss",
+		       "sha384");
+
+	sign_req("pss4", "pss.example.test");
+	r = call_expect(S(OK));
+	char hex[41];
+	serial_hex(r->result.cert_sign.cert.serial.bytes, 20, hex);
+	rq = req_new(p11ca_v1_Request_cert_export_tag);
+	snprintf(rq->op.cert_export.serial, sizeof(rq->op.cert_export.serial), "%s", hex);
+	snprintf(leaf, sizeof(leaf), "%s/pss-leaf.pem", S.fx.dir);
+	r = call_expect(S(OK));
+	write_bytes(leaf, r->result.cert_export.data.bytes, r->result.cert_export.data.size);
+	openssl_alg_is("x509", leaf, ca, "rsassaPss", "sha384");
+
+	/* From the edit on, the revocation's CRL is signed with the new algorithm. */
+	rq = req_new(p11ca_v1_Request_ca_edit_tag);
+	snprintf(rq->op.ca_edit.ca, sizeof(rq->op.ca_edit.ca), "pss4");
+	rq->op.ca_edit.signature_algorithm =
+		p11ca_v1_SignatureAlgorithm_SIGNATURE_ALGORITHM_RSA_PKCS1_SHA512;
+	call_expect(S(OK));
+	rq = req_new(p11ca_v1_Request_cert_revoke_tag);
+	snprintf(rq->op.cert_revoke.serial, sizeof(rq->op.cert_revoke.serial), "%s", hex);
+	call_expect(S(OK));
+	openssl_alg_is("crl", crl_pem("pss4", "pss4-2.crl", crl, sizeof(crl)), ca,
+		       "sha512WithRSAEncryption", NULL);
+
+	/* P-256 with ECDSA-SHA384 for what it signs (its own certificate: the default). */
+	rq = req_new(p11ca_v1_Request_ca_export_tag);
+	snprintf(rq->op.ca_export.ca, sizeof(rq->op.ca_export.ca), "r4");
+	pem_of(false, "r4.pem", ca, sizeof(ca));
+	openssl_alg_is("x509", ca, ca, "ecdsa-with-SHA256", NULL);
+	openssl_alg_is("crl", crl_pem("r4", "r4.crl", crl, sizeof(crl)), ca, "ecdsa-with-SHA384",
+		       NULL);
+}
+
+/* A revoked intermediate never issues again, whatever its settings say. */
+static void test_revoked_ca_stays_off(void **state)
+{
+	(void)state;
+	ca_init_req("rev4", "CN=Revoked 4", "pss4", 30);
+	call_expect(S(OK));
+	ca_init_req("rev4sub", "CN=Under Revoked 4", "rev4", 30);
+	call_expect(S(OK));
+	p11ca_v1_Request *rq = req_new(p11ca_v1_Request_ca_revoke_tag);
+	snprintf(rq->op.ca_revoke.ca, sizeof(rq->op.ca_revoke.ca), "rev4");
+	rq->op.ca_revoke.reason = p11ca_v1_RevocationReason_REVOCATION_REASON_CA_COMPROMISE;
+	call_expect(S(OK));
+	rq = req_new(p11ca_v1_Request_ca_edit_tag);
+	snprintf(rq->op.ca_edit.ca, sizeof(rq->op.ca_edit.ca), "rev4");
+	rq->op.ca_edit.has_enabled = true;
+	rq->op.ca_edit.enabled = true;
+	p11ca_v1_Response *r = call_expect(S(FAILED_PRECONDITION));
+	assert_non_null(strstr(r->status.message, "revoked"));
+	/* Below it, the CA that is still enabled refuses too: its chain is broken. */
+	sign_req("rev4sub", "under.example.test");
+	r = call_expect(S(FAILED_PRECONDITION));
+	assert_non_null(strstr(r->status.message, "CA rev4's certificate is revoked"));
+	ca_init_req("rev4new", "CN=Under Revoked 4 again", "rev4sub", 30);
+	r = call_expect(S(FAILED_PRECONDITION));
+	assert_non_null(strstr(r->status.message, "revoked"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1808,6 +1937,8 @@ int main(void)
 		cmocka_unit_test(test_import),
 		cmocka_unit_test(test_edit),
 		cmocka_unit_test(test_resign),
+		cmocka_unit_test(test_signature_algorithms),
+		cmocka_unit_test(test_revoked_ca_stays_off),
 	};
 	int failed = cmocka_run_group_tests_name("flow", tests, suite_setup, suite_teardown);
 	failed += cmocka_run_group_tests_name("manage", manage_tests, import_setup, suite_teardown);

@@ -553,6 +553,126 @@ static void test_settings_blob(void **state)
 	free(out);
 }
 
+/* ---- what ca init, ca import and ca edit share ------------------------------------------- */
+
+static void test_ca_helpers(void **state)
+{
+	(void)state;
+	struct p11ca_errmsg em = {0};
+	struct engine_ca ca;
+	ca_make(&ca, "EC", 10, NULL);
+
+	/* The CA's algorithm: its setting when it fits the key, else the key's default. */
+	assert_int_equal(engine_ca_sig_alg(&ca, &settings), HSM_SIG_ECDSA_SHA256);
+	settings.signature_algorithm = p11ca_v1_SignatureAlgorithm_SIGNATURE_ALGORITHM_ECDSA_SHA512;
+	assert_int_equal(engine_ca_sig_alg(&ca, &settings), HSM_SIG_ECDSA_SHA512);
+	settings.signature_algorithm =
+		p11ca_v1_SignatureAlgorithm_SIGNATURE_ALGORITHM_RSA_PSS_SHA384;
+	assert_int_equal(engine_ca_sig_alg(&ca, &settings), HSM_SIG_ECDSA_SHA256);
+
+	assert_int_equal(engine_ca_name_check("root-1.example_2", &em), P11CA_OK);
+	assert_int_equal(engine_ca_name_check("", &em), P11CA_E_INVALID_ARG);
+	p11ca_errmsg_clear(&em);
+	assert_int_equal(engine_ca_name_check("a b", &em), P11CA_E_INVALID_ARG);
+	assert_non_null(strstr(em.text, "A-Z a-z 0-9"));
+
+	p11ca_v1_CaSettings *st = calloc(1, sizeof(*st));
+	p11ca_v1_ExtensionSettings *ext = calloc(1, sizeof(*ext));
+	assert_non_null(st);
+	assert_non_null(ext);
+	assert_int_equal(engine_ca_profile_set(&cfg, "ocsp", st, &em), P11CA_OK);
+	assert_string_equal(st->default_profile, "ocsp");
+	p11ca_errmsg_clear(&em);
+	assert_int_equal(engine_ca_profile_set(&cfg, "nosuch", st, &em), P11CA_E_STORAGE_NOT_FOUND);
+	assert_non_null(strstr(em.text, "p11ca profile list"));
+	assert_string_equal(st->default_profile, "ocsp");
+	ext->has_ocsp_urls = true;
+	ext->ocsp_urls.values_count = 1;
+	snprintf(ext->ocsp_urls.values[0], 256, "http://ocsp/{ca_serial}");
+	assert_int_equal(engine_ca_issued_set(ext, st, &em), P11CA_OK);
+	assert_true(st->has_issued);
+	snprintf(ext->ocsp_urls.values[0], 256, "http://ocsp/{serial}");
+	p11ca_errmsg_clear(&em);
+	assert_int_equal(engine_ca_issued_set(ext, st, &em), P11CA_E_INVALID_ARG);
+	assert_non_null(strstr(em.text, "{ca_serial}"));
+	assert_string_equal(st->issued.ocsp_urls.values[0], "http://ocsp/{ca_serial}");
+
+	char hex[ENGINE_CA_SERIAL_HEX];
+	engine_ca_serial_hex(ca.cert, hex);
+	assert_string_equal(hex, "1234");
+	engine_ca_serial_hex(NULL, hex);
+	assert_string_equal(hex, "");
+
+	/* A record's certificate parses only when it is exactly one certificate. */
+	struct store_ca *rec = calloc(1, sizeof(*rec));
+	assert_non_null(rec);
+	assert_null(engine_ca_rec_x509(rec));
+	unsigned char *p = rec->cert_der;
+	rec->cert_der_len = (size_t)i2d_X509(ca.cert, &p);
+	X509 *x = engine_ca_rec_x509(rec);
+	assert_non_null(x);
+	assert_int_equal(X509_cmp(x, ca.cert), 0);
+	X509_free(x);
+	rec->cert_der_len++;
+	assert_null(engine_ca_rec_x509(rec));
+
+	assert_int_equal(engine_ca_rec_fill(rec, "fill", X509_get_subject_name(ca.cert),
+					    "pkcs11:object=k", &em),
+			 P11CA_OK);
+	assert_int_equal(rec->state, STORE_CA_PENDING);
+	assert_string_equal(rec->key_backend, "pkcs11");
+	X509_NAME *big = X509_NAME_new();
+	char ou[60];
+	memset(ou, 'x', sizeof(ou) - 1);
+	ou[sizeof(ou) - 1] = '\0';
+	for (size_t i = 0; i * 60 < sizeof(rec->subject_der) + 60; i++)
+		X509_NAME_add_entry_by_txt(big, "OU", MBSTRING_UTF8, (const unsigned char *)ou, -1,
+					   -1, 0);
+	p11ca_errmsg_clear(&em);
+	assert_int_equal(engine_ca_rec_fill(rec, "fill", big, "pkcs11:object=k", &em),
+			 P11CA_E_INVALID_ARG);
+	assert_non_null(strstr(em.text, "shorter"));
+	X509_NAME_free(big);
+	free(rec);
+	free(st);
+	free(ext);
+	engine_ca_clear(&ca);
+}
+
+/* A new CA's certificate has no key yet when its names are checked. */
+static void test_constraints_without_key(void **state)
+{
+	(void)state;
+	struct engine_ca parent;
+	struct p11ca_errmsg em = {0};
+	X509_NAME *subject = NULL;
+	ca_make(&parent, "EC", 100, "critical,permitted;DNS:example.com");
+	X509 *chain[1] = {parent.cert};
+	struct x509_cert_spec spec = {
+		.not_before = NOW,
+		.not_after = NOW + 86400,
+		.alg = HSM_SIG_ECDSA_SHA256,
+		.issuer = parent.cert,
+		.is_ca = true,
+		.path_length = -1,
+		.key_usage = X509v3_KU_KEY_CERT_SIGN | X509v3_KU_CRL_SIGN,
+	};
+	assert_int_equal(x509_name_parse("CN=ca.example.com", &subject, &em), P11CA_OK);
+	spec.subject = subject;
+	assert_int_equal(engine_constraints_check(&spec, chain, 1, &em), P11CA_OK);
+	assert_null(spec.public_key); /* the throwaway key stays inside */
+	assert_null(spec.serial);
+	X509_NAME_free(subject);
+	assert_int_equal(x509_name_parse("CN=ca.example.org", &subject, &em), P11CA_OK);
+	spec.subject = subject;
+	assert_int_equal(engine_constraints_check(&spec, chain, 1, &em), P11CA_E_POLICY);
+	assert_non_null(strstr(em.text, "ca.example.org"));
+	/* Nothing constrains a root's certificate. */
+	assert_int_equal(engine_constraints_check(&spec, chain, 0, &em), P11CA_OK);
+	X509_NAME_free(subject);
+	engine_ca_clear(&parent);
+}
+
 static void test_watchers(void **state)
 {
 	(void)state;
@@ -587,6 +707,8 @@ int main(void)
 		cmocka_unit_test_setup(test_constraints, setup),
 		cmocka_unit_test_setup(test_settings_blob, setup),
 		cmocka_unit_test_setup(test_watchers, setup),
+		cmocka_unit_test_setup(test_ca_helpers, setup),
+		cmocka_unit_test_setup(test_constraints_without_key, setup),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
