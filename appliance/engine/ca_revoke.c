@@ -186,10 +186,8 @@ enum p11ca_err engine_op_ca_revoke(struct engine_call *c, p11ca_v1_Request *req,
 	if (err == P11CA_OK)
 		err = engine_ca_summary(c->eng, txn, ca, s, em);
 	store_txn_abort(&txn);
-	if (err == P11CA_OK) {
-		s->revocation.compromised_at = r->compromised_at;
+	if (err == P11CA_OK)
 		resp->result.ca_revoke.has_ca = true;
-	}
 out:
 	engine_ca_clear(ca);
 	engine_ca_clear(parent);

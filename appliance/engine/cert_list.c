@@ -92,8 +92,6 @@ static int page_add(struct list_page *lp, const struct store_cert *cert)
 	lp->err = engine_cert_summary(cert, name, s, lp->em);
 	if (lp->err != P11CA_OK)
 		return 1;
-	if (cert->revoked)
-		s->revocation.compromised_at = cert->revocation.invalidity_date;
 	lp->out->certs_count++;
 	lp->full = lp->out->certs_count == lp->limit;
 	return lp->full ? 1 : 0;
@@ -547,10 +545,8 @@ enum p11ca_err engine_op_cert_revoke(struct engine_call *c, p11ca_v1_Request *re
 	p11ca_v1_CertSummary *s = &resp->result.cert_revoke.cert;
 	if (err == P11CA_OK)
 		err = engine_cert_summary(cert, ca->rec.name, s, em);
-	if (err == P11CA_OK) {
-		s->revocation.compromised_at = cert->revocation.invalidity_date;
+	if (err == P11CA_OK)
 		resp->result.cert_revoke.has_cert = true;
-	}
 out:
 	if (ca != NULL)
 		engine_ca_clear(ca);

@@ -53,6 +53,13 @@ static enum p11ca_err resign_source_load(struct engine *eng, const p11ca_v1_Cert
 	if (err != P11CA_OK)
 		return err;
 	engine_hex_format(s->cert.serial, STORE_SERIAL_LEN, s->serial_hex);
+	/* A new certificate for a key reported compromised would hand the attacker a fresh one. */
+	if (s->cert.revoked && (s->cert.revocation.reason == 1 /* keyCompromise */ ||
+				s->cert.revocation.reason == 2 /* cACompromise */))
+		return p11ca_fail(em, P11CA_E_POLICY,
+				  "%s was revoked because its key was compromised: a new certificate "
+				  "needs a new key; sign a fresh CSR instead",
+				  s->serial_hex);
 	const unsigned char *p = s->cert.der;
 	s->x = d2i_X509(NULL, &p, (long)s->cert.der_len);
 	if (s->x == NULL)

@@ -127,6 +127,7 @@ enum p11ca_err engine_ca_summary(struct engine *eng, struct store_txn *txn,
 			out->has_revocation = true;
 			out->revocation.revoked_at = c->revocation.revoked_at;
 			out->revocation.reason = (p11ca_v1_RevocationReason)c->revocation.reason;
+			out->revocation.compromised_at = c->revocation.invalidity_date;
 		}
 		OPENSSL_free(c);
 	}
@@ -158,6 +159,7 @@ enum p11ca_err engine_cert_summary(const struct store_cert *cert, const char *ca
 		out->has_revocation = true;
 		out->revocation.revoked_at = cert->revocation.revoked_at;
 		out->revocation.reason = (p11ca_v1_RevocationReason)cert->revocation.reason;
+		out->revocation.compromised_at = cert->revocation.invalidity_date;
 	}
 	const unsigned char *p = cert->der;
 	X509 *x = d2i_X509(NULL, &p, (long)cert->der_len);

@@ -1776,6 +1776,23 @@ static void test_resign(void **state)
 	cs->watchers_count = 1;
 	snprintf(cs->watchers[0], sizeof(cs->watchers[0]), "not an address");
 	call_expect(S(INVALID_ARGUMENT));
+
+	/* A certificate revoked for key compromise is not resigned (its key is burnt); one
+	 * revoked as superseded is. */
+	rq = req_new(p11ca_v1_Request_cert_revoke_tag);
+	snprintf(rq->op.cert_revoke.serial, sizeof(rq->op.cert_revoke.serial), "%s", new);
+	rq->op.cert_revoke.reason = p11ca_v1_RevocationReason_REVOCATION_REASON_KEY_COMPROMISE;
+	call_expect(S(OK));
+	rq = req_new(p11ca_v1_Request_cert_resign_tag);
+	snprintf(rq->op.cert_resign.serial, sizeof(rq->op.cert_resign.serial), "%s", new);
+	call_expect(S(FAILED_PRECONDITION));
+	rq = req_new(p11ca_v1_Request_cert_revoke_tag);
+	snprintf(rq->op.cert_revoke.serial, sizeof(rq->op.cert_revoke.serial), "%s", old);
+	rq->op.cert_revoke.reason = p11ca_v1_RevocationReason_REVOCATION_REASON_SUPERSEDED;
+	call_expect(S(OK));
+	rq = req_new(p11ca_v1_Request_cert_resign_tag);
+	snprintf(rq->op.cert_resign.serial, sizeof(rq->op.cert_resign.serial), "%s", old);
+	call_expect(S(OK));
 }
 
 /* Call the request made ready (ca_export or crl_get, PEM) and write what it answers to
