@@ -2,7 +2,9 @@
  * Refuse to help mis-issue: a certificate whose names lie outside its issuers'
  * nameConstraints would fail in every verifier that honours them, and issuing it anyway
  * would be the CA's failure. The matching is OpenSSL's own (NAME_CONSTRAINTS_check and
- * NAME_CONSTRAINTS_check_CN), so what this accepts `openssl verify` accepts too.
+ * NAME_CONSTRAINTS_check_CN), so what this accepts `openssl verify` accepts too. Common names
+ * OpenSSL passes over but a client may still read as its host (IP literals, wildcards,
+ * U-labels) are checked on top, so this is stricter than `openssl verify`, never laxer.
  *
  * OpenSSL says only that some name failed, so on failure each name is checked again on a
  * scratch certificate holding just that name, to tell the operator which one it was.
@@ -41,6 +43,60 @@ static X509 *scratch(X509 *cert, const X509_NAME *subject, const GENERAL_NAME *g
 		return NULL;
 	}
 	return x;
+}
+
+/* The GeneralName a client reading `cn` as its host would take it for, when OpenSSL's
+ * NAME_CONSTRAINTS_check_CN passes over it: an IP literal (an IPv4 one OpenSSL checks only as
+ * a DNS name, an IPv6 one not at all), a wildcard or internationalised name (checked in
+ * A-labels). NULL for anything else; single labels are left alone as OpenSSL does ("jsmith"
+ * names a person, not a host). */
+static GENERAL_NAME *cn_host(const char *cn, size_t len)
+{
+	char text[X509_DNS_NAME_BUF + 1], dns[X509_DNS_NAME_BUF];
+	uint8_t ip[16];
+	GENERAL_NAME *gn = NULL;
+	if (len > 0 && cn[len - 1] == '.')
+		len--; /* as OpenSSL does */
+	if (len == 0 || len >= sizeof(text) || memchr(cn, '\0', len) != NULL)
+		return NULL;
+	memcpy(text, cn, len);
+	text[len] = '\0';
+	bool ascii = true;
+	for (size_t i = 0; i < len; i++)
+		ascii = ascii && (unsigned char)text[i] < 0x80;
+	if (inet_pton(AF_INET, text, ip) == 1 || inet_pton(AF_INET6, text, ip) == 1) {
+		if (x509_gn_ip(ip, strchr(text, ':') != NULL ? 16 : 4, &gn, NULL) != P11CA_OK)
+			return NULL;
+	} else if ((!ascii || strncmp(text, "*.", 2) == 0) && strchr(text, '.') != NULL &&
+		   x509_dns_name(text, true, "CN", dns, NULL) == P11CA_OK) {
+		if (x509_gn_ia5(GEN_DNS, dns, &gn, NULL) != P11CA_OK)
+			return NULL;
+	}
+	return gn;
+}
+
+/* NAME_CONSTRAINTS_check_CN, plus the CNs it passes over (cn_host). */
+static int check_cn(X509 *cert, NAME_CONSTRAINTS *nc)
+{
+	int rv = NAME_CONSTRAINTS_check_CN(cert, nc);
+	const X509_NAME *nm = X509_get_subject_name(cert);
+	for (int i = -1; rv == X509_V_OK;) {
+		if ((i = X509_NAME_get_index_by_NID(nm, NID_commonName, i)) < 0)
+			break;
+		unsigned char *utf8 = NULL;
+		int len = ASN1_STRING_to_UTF8(&utf8,
+					      X509_NAME_ENTRY_get_data(X509_NAME_get_entry(nm, i)));
+		GENERAL_NAME *gn = len > 0 ? cn_host((const char *)utf8, (size_t)len) : NULL;
+		if (gn != NULL) {
+			/* nc_match is not public: the name goes through a scratch SAN. */
+			X509 *x = scratch(cert, NULL, gn);
+			rv = x != NULL ? NAME_CONSTRAINTS_check(x, nc) : X509_V_ERR_OUT_OF_MEM;
+			X509_free(x);
+		}
+		GENERAL_NAME_free(gn);
+		OPENSSL_free(utf8);
+	}
+	return rv;
 }
 
 /* One name in the form x509_san_parse reads, for messages. */
@@ -93,8 +149,8 @@ static void find_offender(X509 *cert, NAME_CONSTRAINTS *nc, char *what, size_t c
 	snprintf(what, cap, "one of its names");
 	const X509_NAME *subject = X509_get_subject_name(cert);
 	X509 *x = scratch(cert, subject, NULL);
-	if (x != NULL && (NAME_CONSTRAINTS_check(x, nc) != X509_V_OK ||
-			  NAME_CONSTRAINTS_check_CN(x, nc) != X509_V_OK)) {
+	if (x != NULL &&
+	    (NAME_CONSTRAINTS_check(x, nc) != X509_V_OK || check_cn(x, nc) != X509_V_OK)) {
 		char dn[256] = "?";
 		if (x509_name_format(subject, dn, sizeof(dn), NULL) != P11CA_OK)
 			snprintf(dn, sizeof(dn), "(too long)");
@@ -137,7 +193,7 @@ static enum p11ca_err check_one(X509 *cert, X509 *ca, struct p11ca_errmsg *em)
 	 * that still read the CN must not find a name the CA may not vouch for. */
 	int rv = NAME_CONSTRAINTS_check(cert, nc);
 	if (rv == X509_V_OK)
-		rv = NAME_CONSTRAINTS_check_CN(cert, nc);
+		rv = check_cn(cert, nc);
 	enum p11ca_err err = P11CA_OK;
 	if (rv != X509_V_OK) {
 		char what[400];

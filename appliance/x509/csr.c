@@ -29,6 +29,15 @@ static bool only_space(const uint8_t *p, size_t len)
 	return true;
 }
 
+/* Whether data[0..len) ends in `marker` followed by nothing but space. */
+static bool ends_with_marker(const uint8_t *data, size_t len, const char *marker)
+{
+	while (len > 0 && only_space(data + len - 1, 1))
+		len--;
+	size_t m = strlen(marker);
+	return len >= m && memcmp(data + len - m, marker, m) == 0;
+}
+
 /* PEM → DER (OPENSSL_free'd by the caller). */
 static enum p11ca_err pem_to_der(const uint8_t *data, size_t len, unsigned char **der,
 				 long *der_len, struct p11ca_errmsg *em)
@@ -44,10 +53,15 @@ static enum p11ca_err pem_to_der(const uint8_t *data, size_t len, unsigned char 
 				 "CSR file unchanged");
 		goto out;
 	}
-	/* PEM_read_bio skips text before BEGIN; refuse it, and anything after END. */
+	/* PEM_read_bio skips text before BEGIN; refuse it, and anything after END, including
+	 * what PEM_read_bio itself drops from the END line (bytes >= 0x80 and control
+	 * characters right after the marker). */
 	const char *begin = memmem(data, len, "-----BEGIN ", 11);
 	const uint8_t *rest = NULL;
 	long rest_len = BIO_get_mem_data(bio, (char **)&rest);
+	char begin_marker[80], end_marker[80];
+	snprintf(begin_marker, sizeof(begin_marker), "-----BEGIN %.40s-----", name);
+	snprintf(end_marker, sizeof(end_marker), "-----END %.40s-----", name);
 	if (strcmp(name, "CERTIFICATE REQUEST") != 0 &&
 	    strcmp(name, "NEW CERTIFICATE REQUEST") != 0)
 		err = p11ca_fail(em, P11CA_E_INVALID_ARG,
@@ -55,7 +69,9 @@ static enum p11ca_err pem_to_der(const uint8_t *data, size_t len, unsigned char 
 	else if (header[0] != '\0')
 		err = p11ca_fail(em, P11CA_E_INVALID_ARG, "the CSR's PEM block has headers");
 	else if (begin == NULL || !only_space(data, (size_t)((const uint8_t *)begin - data)) ||
-		 rest_len < 0 || !only_space(rest, (size_t)rest_len))
+		 strncmp(begin, begin_marker, strlen(begin_marker)) != 0 || rest_len < 0 ||
+		 (size_t)rest_len > len || !only_space(rest, (size_t)rest_len) ||
+		 !ends_with_marker(data, len - (size_t)rest_len, end_marker))
 		err = p11ca_fail(em, P11CA_E_INVALID_ARG,
 				 "the CSR has text before or after its PEM block; send exactly one "
 				 "CERTIFICATE REQUEST");
@@ -93,6 +109,12 @@ static enum p11ca_err der_decode(const unsigned char *der, long der_len, X509_RE
 		err = p11ca_fail(em, P11CA_E_INVALID_ARG,
 				 "the CSR is not DER-encoded (BER or a non-canonical encoding)");
 	OPENSSL_free(again);
+	/* The only version PKCS#10 (RFC 2986) defines; anything else is no request it knows. */
+	if (err == P11CA_OK && X509_REQ_get_version(req) != X509_REQ_VERSION_1)
+		err = p11ca_fail(em, P11CA_E_INVALID_ARG,
+				 "the CSR claims version %ld, but PKCS#10 has only version 1; "
+				 "create the request with a standard tool",
+				 X509_REQ_get_version(req) + 1);
 	if (err != P11CA_OK)
 		X509_REQ_free(req);
 	else
@@ -149,16 +171,22 @@ static enum p11ca_err sigalg_check(const X509_REQ *req, struct p11ca_errmsg *em)
 }
 
 /* Both INTEGERs of an RSAPublicKey, parsed here rather than through OpenSSL's key decoder:
- * the message must name what is wrong with a key the decoder may refuse without saying. */
+ * the message must name what is wrong with a key the decoder may refuse without saying. The
+ * key bits go into the certificate as received, and the outer DER check does not look inside
+ * the BIT STRING: so the RSAPublicKey must re-encode to itself, and both numbers be
+ * positive. */
 static enum p11ca_err rsa_numbers(const unsigned char *bits, int len, BIGNUM **n, BIGNUM **e,
 				  struct p11ca_errmsg *em)
 {
 	const unsigned char *p = bits;
 	STACK_OF(ASN1_TYPE) *seq = d2i_ASN1_SEQUENCE_ANY(NULL, &p, len);
+	unsigned char *again = NULL;
+	int again_len = seq != NULL ? i2d_ASN1_SEQUENCE_ANY(seq, &again) : -1;
 	enum p11ca_err err = P11CA_OK;
 	if (seq == NULL || p != bits + len || sk_ASN1_TYPE_num(seq) != 2 ||
 	    ASN1_TYPE_get(sk_ASN1_TYPE_value(seq, 0)) != V_ASN1_INTEGER ||
-	    ASN1_TYPE_get(sk_ASN1_TYPE_value(seq, 1)) != V_ASN1_INTEGER)
+	    ASN1_TYPE_get(sk_ASN1_TYPE_value(seq, 1)) != V_ASN1_INTEGER || again_len != len ||
+	    memcmp(again, bits, (size_t)len) != 0)
 		err = p11ca_fail(
 			em, P11CA_E_INVALID_ARG,
 			"the CSR's RSA public key is not a valid RSAPublicKey (two positive "
@@ -167,6 +195,12 @@ static enum p11ca_err rsa_numbers(const unsigned char *bits, int len, BIGNUM **n
 			 NULL ||
 		 (*e = ASN1_INTEGER_to_BN(sk_ASN1_TYPE_value(seq, 1)->value.integer, NULL)) == NULL)
 		err = p11ca_fail(em, P11CA_E_NOMEM, "out of memory reading the CSR's RSA key");
+	else if (BN_is_negative(*n) || BN_is_negative(*e))
+		err = p11ca_fail(
+			em, P11CA_E_INVALID_ARG,
+			"the CSR's RSA public key is not a valid RSAPublicKey (two positive "
+			"INTEGERs); create the key and the request again");
+	OPENSSL_free(again);
 	sk_ASN1_TYPE_pop_free(seq, ASN1_TYPE_free);
 	return err;
 }
@@ -223,7 +257,8 @@ out:
 	return err;
 }
 
-static enum p11ca_err ec_check(const X509_ALGOR *alg, EVP_PKEY *key, struct p11ca_errmsg *em)
+static enum p11ca_err ec_check(const X509_ALGOR *alg, const unsigned char *bits, EVP_PKEY *key,
+			       struct p11ca_errmsg *em)
 {
 	int ptype = V_ASN1_UNDEF;
 	const void *pval = NULL;
@@ -244,6 +279,14 @@ static enum p11ca_err ec_check(const X509_ALGOR *alg, EVP_PKEY *key, struct p11c
 				  "P-521 only",
 				  name);
 	}
+	/* RFC 5480 obliges CAs to support only the uncompressed form, and the point goes into
+	 * the certificate as received: clients such as Go's crypto/x509 refuse compressed ones. */
+	if (bits[0] != 0x04)
+		return p11ca_fail(em, P11CA_E_INVALID_ARG,
+				  "the CSR's EC public key is not an uncompressed point (first "
+				  "octet 0x%02x, perhaps compressed); create the request with the "
+				  "key in uncompressed form",
+				  bits[0]);
 	/* OpenSSL's decoder leaves the key out when the point is not on the curve. The quick
 	 * check (on the curve, not infinity, coordinates in range) skips only the point-times-
 	 * order multiplication, which is implied here: P-256/384/521 have cofactor 1, so every
@@ -275,15 +318,27 @@ static enum p11ca_err key_check(X509_REQ *req, const struct x509_csr_policy *pol
 	    bits == NULL || bits_len <= 0)
 		return p11ca_fail(em, P11CA_E_INVALID_ARG, "the CSR has no public key");
 	EVP_PKEY *key = X509_REQ_get0_pubkey(req);
-	int nid = OBJ_obj2nid(obj);
+	int nid = OBJ_obj2nid(obj), ptype = V_ASN1_UNDEF;
+	X509_ALGOR_get0(NULL, &ptype, NULL, alg);
 	enum p11ca_err err = P11CA_OK;
 	switch (nid) {
 	case NID_rsaEncryption:
+		/* RFC 3279 2.3.1: NULL; Go's crypto/x509 refuses certificates without it. */
+		if (ptype != V_ASN1_NULL)
+			return p11ca_fail(em, P11CA_E_INVALID_ARG,
+					  "the CSR's RSA key's algorithm parameters are not NULL "
+					  "(RFC 3279); create the request with a standard tool");
 		err = rsa_check(bits, bits_len, policy, em);
 		break;
 	case NID_X9_62_id_ecPublicKey:
-		return ec_check(alg, key, em);
+		return ec_check(alg, bits, key, em);
 	case NID_ED25519:
+		/* RFC 8410 3: the parameters MUST be absent. */
+		if (ptype != V_ASN1_UNDEF)
+			return p11ca_fail(
+				em, P11CA_E_INVALID_ARG,
+				"the CSR's Ed25519 key has algorithm parameters, which RFC "
+				"8410 forbids; create the request with a standard tool");
 		break;
 	default: {
 		char name[80] = "unknown";
@@ -328,8 +383,9 @@ enum p11ca_err x509_csr_load(const uint8_t *data, size_t len, const struct x509_
 	long der_len = (long)len;
 	const unsigned char *der = data;
 	X509_REQ *req = NULL;
-	/* Anything with a BEGIN line is PEM, so junk around it gets its own message. */
-	if (memmem(data, len, "-----BEGIN ", 11) != NULL) {
+	/* Anything with a BEGIN line is PEM, so junk around it gets its own message; but DER
+	 * (a SEQUENCE, 0x30) may hold the marker in a name. */
+	if (data[0] != 0x30 && memmem(data, len, "-----BEGIN ", 11) != NULL) {
 		err = pem_to_der(data, len, &pem_der, &der_len, em);
 		der = pem_der;
 	}

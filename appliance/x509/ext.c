@@ -18,6 +18,7 @@
 #define EXT_POLICIES_MAX 16
 #define EXT_CPS_MAX	 4
 #define EXT_SKIP_MAX	 64 /* policyConstraints / inhibitAnyPolicy SkipCerts */
+#define EXT_SUBTREES_MAX 64 /* per list */
 
 /* RFC 7633: TLS feature status_request (TLS extension 5). */
 #define TLS_FEATURE_STATUS_REQUEST 5
@@ -67,6 +68,46 @@ static bool subtrees_present(const STACK_OF(GENERAL_SUBTREE) * s)
 	return s != NULL && sk_GENERAL_SUBTREE_num(s) > 0;
 }
 
+/* RFC 5280 4.2.1.10: minimum 0 (absent), maximum absent; and a base OpenSSL's matcher (and so
+ * x509_check_name_constraints) understands, so no subtree is silently never matched. */
+static enum p11ca_err subtrees_check(const char *what, const STACK_OF(GENERAL_SUBTREE) * s,
+				     struct p11ca_errmsg *em)
+{
+	if (sk_GENERAL_SUBTREE_num(s) > EXT_SUBTREES_MAX)
+		return p11ca_fail(em, P11CA_E_INVALID_ARG, "%d %s subtrees; give at most %d",
+				  sk_GENERAL_SUBTREE_num(s), what, EXT_SUBTREES_MAX);
+	for (int i = 0; i < sk_GENERAL_SUBTREE_num(s); i++) {
+		const GENERAL_SUBTREE *st = sk_GENERAL_SUBTREE_value(s, i);
+		int type = -1;
+		const void *v = st != NULL && st->base != NULL
+					? GENERAL_NAME_get0_value(st->base, &type)
+					: NULL;
+		if (v == NULL)
+			return p11ca_fail(em, P11CA_E_INVALID_ARG, "%s subtree %d is empty", what,
+					  i + 1);
+		/* An explicit minimum, even 0, would be encoded: DER omits the DEFAULT. */
+		if (st->minimum != NULL || st->maximum != NULL)
+			return p11ca_fail(em, P11CA_E_INVALID_ARG,
+					  "%s subtree %d: RFC 5280 allows only minimum 0 and no "
+					  "maximum",
+					  what, i + 1);
+		if (type == GEN_IPADD && ASN1_STRING_length(v) != 8 && ASN1_STRING_length(v) != 32)
+			return p11ca_fail(
+				em, P11CA_E_INVALID_ARG,
+				"%s subtree %d: an IP subtree is an address and mask (8 or "
+				"32 bytes), not %d bytes",
+				what, i + 1, ASN1_STRING_length(v));
+		if (type != GEN_DNS && type != GEN_IPADD && type != GEN_EMAIL && type != GEN_URI &&
+		    type != GEN_DIRNAME)
+			return p11ca_fail(
+				em, P11CA_E_INVALID_ARG,
+				"%s subtree %d has a name of type %d; give DNS, IP, email, "
+				"URI or dirname",
+				what, i + 1, type);
+	}
+	return P11CA_OK;
+}
+
 enum p11ca_err x509_ext_spec_check(const struct x509_ext_spec *ext, bool is_ca,
 				   struct p11ca_errmsg *em)
 {
@@ -85,6 +126,8 @@ enum p11ca_err x509_ext_spec_check(const struct x509_ext_spec *ext, bool is_ca,
 				  "certificate's settings",
 				  constrained ? "nameConstraints"
 					      : "policyConstraints/inhibitAnyPolicy");
+	P11CA_GUARD(subtrees_check("permitted", ext->permitted, em));
+	P11CA_GUARD(subtrees_check("excluded", ext->excluded, em));
 	if (ext->require_explicit_policy > EXT_SKIP_MAX ||
 	    ext->inhibit_policy_mapping > EXT_SKIP_MAX || ext->inhibit_any_policy > EXT_SKIP_MAX)
 		return p11ca_fail(em, P11CA_E_INVALID_ARG,

@@ -83,8 +83,9 @@ static int hexval(char c)
  * (sep ',') knows hex pairs and refuses unescaped specials; OpenSSL mode (sep '/') takes the
  * character after '\' literally. Spaces around the type and unescaped spaces around the
  * value are dropped. Values are decoded into the same buffer (never longer than the text).
+ * *more: an unescaped `sep` ended it, so another component must follow.
  */
-static enum p11ca_err rdn_split(char *s, size_t *pos, char sep, struct rdn *out,
+static enum p11ca_err rdn_split(char *s, size_t *pos, char sep, struct rdn *out, bool *more,
 				struct p11ca_errmsg *em)
 {
 	size_t i = *pos;
@@ -161,7 +162,8 @@ static enum p11ca_err rdn_split(char *s, size_t *pos, char sep, struct rdn *out,
 	}
 	out->value = value;
 	out->len = keep;
-	*pos = s[i] == sep ? i + 1 : i;
+	*more = s[i] == sep;
+	*pos = *more ? i + 1 : i;
 	return P11CA_OK;
 }
 
@@ -191,8 +193,10 @@ long x509_utf8_chars(const unsigned char *s, size_t len)
 				return -1;
 			cp = cp << 6 | (s[i + k] & 0x3f);
 		}
+		/* Overlong forms, beyond Unicode, surrogates, and the C1 controls (NEL, CSI, …
+		 * which terminals and log viewers act on like the C0 ones). */
 		if ((need == 2 && cp < 0x800) || (need == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
-		    (cp >= 0xd800 && cp <= 0xdfff))
+		    (cp >= 0xd800 && cp <= 0xdfff) || (cp >= 0x80 && cp <= 0x9f))
 			return -1;
 		i += need + 1;
 	}
@@ -263,11 +267,13 @@ static enum p11ca_err name_split(char *buf, struct rdn *rdns, size_t *n, struct 
 	bool openssl = buf[0] == '/';
 	char sep = openssl ? '/' : ',';
 	size_t pos = openssl ? 1 : 0, count = 0;
-	while (buf[pos] != '\0' || (count > 0 && buf[pos - 1] == sep)) {
+	/* Not buf[pos - 1] == sep: that may be the end of an escaped "\\," value. */
+	bool more = false;
+	while (buf[pos] != '\0' || more) {
 		if (count == X509_NAME_RDN_MAX)
 			return p11ca_fail(em, P11CA_E_INVALID_ARG,
 					  "subject has more than %d attributes", X509_NAME_RDN_MAX);
-		P11CA_GUARD(rdn_split(buf, &pos, sep, &rdns[count], em));
+		P11CA_GUARD(rdn_split(buf, &pos, sep, &rdns[count], &more, em));
 		count++;
 	}
 	if (count == 0)

@@ -36,13 +36,17 @@ static bool host_ok(const char *host, size_t len)
 		v6[len - 2] = '\0';
 		return inet_pton(AF_INET6, v6, bin) == 1;
 	}
-	if (host[0] == '.' || host[0] == '-')
-		return false;
-	for (size_t i = 0; i < len; i++) {
-		char c = host[i];
-		bool ldh = is_digit(c) || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') || c == '-';
-		if (!ldh && !(c == '.' && i + 1 < len && host[i + 1] != '.'))
+	/* Labels of 1..63 LDH characters, none starting or ending with '-'. */
+	for (size_t start = 0, i = 0; i <= len; i++) {
+		if (i < len && host[i] != '.') {
+			char c = host[i];
+			if (!is_digit(c) && !((c | 0x20) >= 'a' && (c | 0x20) <= 'z') && c != '-')
+				return false;
+			continue;
+		}
+		if (i == start || i - start > 63 || host[start] == '-' || host[i - 1] == '-')
 			return false;
+		start = i + 1;
 	}
 	return true;
 }

@@ -89,6 +89,15 @@ static enum p11ca_err dns_check(const char *name, bool wildcard_ok, const char *
 		}
 		start += llen + 1;
 	}
+	/* WHATWG URL parsing takes a host whose last label is a number (decimal, or 0x hex)
+	 * for an IPv4 address ("1.2.3", "0x7f.1"), so browsers never match it as a name. */
+	const char *last = strrchr(name, '.') != NULL ? strrchr(name, '.') + 1 : name;
+	size_t hex = (last[0] == '0' && (last[1] | 0x20) == 'x') ? 2 : 0;
+	if (strspn(last + hex, hex ? "0123456789abcdefABCDEF" : "0123456789") == strlen(last + hex))
+		return p11ca_fail(em, P11CA_E_INVALID_ARG,
+				  "%s '%s' ends in a numeric label, which clients read as an IPv4 "
+				  "address; give addresses as IP:",
+				  what, name);
 	if (wildcard && labels < 3)
 		return p11ca_fail(em, P11CA_E_INVALID_ARG,
 				  "%s '%s': a wildcard needs at least two labels after it "

@@ -52,12 +52,10 @@ struct pki {
 	char dir[256], root_pem[512], int_pem[512];
 };
 
-static void pki_make(struct pki *p)
+/* A root constrained to `permitted` and `excluded` (NULL-terminated) and an unconstrained
+ * intermediate under it. */
+static void pki_make_with(struct pki *p, const char *const *permitted, const char *const *excluded)
 {
-	static const char *const permitted[] = {"DNS:example.com",	  "IP:10.0.0.0/8",
-						"IP:2001:db8::/32",	  "email:.example.com",
-						"dirname:O=Example,C=AT", NULL};
-	static const char *const excluded[] = {"DNS:secret.example.com", "IP:10.66.0.0/16", NULL};
 	STACK_OF(GENERAL_SUBTREE) *perm = subtrees(permitted), *excl = subtrees(excluded);
 	struct x509_ext_spec ext;
 	x509_ext_spec_init(&ext);
@@ -88,6 +86,15 @@ static void pki_make(struct pki *p)
 	X509_NAME_free(int_name);
 	sk_GENERAL_SUBTREE_pop_free(perm, GENERAL_SUBTREE_free);
 	sk_GENERAL_SUBTREE_pop_free(excl, GENERAL_SUBTREE_free);
+}
+
+static void pki_make(struct pki *p)
+{
+	static const char *const permitted[] = {"DNS:example.com",	  "IP:10.0.0.0/8",
+						"IP:2001:db8::/32",	  "email:.example.com",
+						"dirname:O=Example,C=AT", NULL};
+	static const char *const excluded[] = {"DNS:secret.example.com", "IP:10.66.0.0/16", NULL};
+	pki_make_with(p, permitted, excluded);
 }
 
 static void pki_free(struct pki *p)
@@ -212,6 +219,42 @@ static void test_excluded_violations(void **state)
 	pki_free(&p);
 }
 
+/* Common names OpenSSL's NAME_CONSTRAINTS_check_CN passes over (an IPv6 literal, a wildcard,
+ * a U-label) are still names a client reading the CN takes as the host: they are checked
+ * too (openssl verify skips them, so it is no witness for the refusals). */
+static void test_cn_forms_openssl_skips(void **state)
+{
+	(void)state;
+	struct pki p;
+	pki_make(&p);
+	static const char *const ip6[] = {"IP:2001:db8::1", NULL};
+	expect(&p, "CN=2001:db9::1,O=Example,C=AT", ip6, "the subject 'CN=2001:db9::1", NULL);
+	expect(&p, "CN=2001:db8::1,O=Example,C=AT", ip6, NULL, NULL);
+	static const char *const wild[] = {"DNS:*.example.com", NULL};
+	expect(&p, "CN=*.evil.com,O=Example,C=AT", wild, "the subject 'CN=*.evil.com", NULL);
+	expect(&p, "CN=*.secret.example.com,O=Example,C=AT", wild, "the subject", NULL);
+	expect(&p, "CN=*.example.com,O=Example,C=AT", wild, NULL, NULL);
+	static const char *const idn[] = {"DNS:bücher.example.com", NULL};
+	expect(&p, "CN=bücher.evil.com,O=Example,C=AT", idn, "the subject", NULL);
+	expect(&p, "CN=bücher.evil.com.,O=Example,C=AT", idn, "the subject", NULL);
+	expect(&p, "CN=BÜCHER.example.com,O=Example,C=AT", idn, NULL, NULL);
+	/* Not host names: a person's name, a single label (as OpenSSL: "jsmith"). */
+	static const char *const www[] = {"DNS:www.example.com", NULL};
+	expect(&p, "CN=Jörg Müller,O=Example,C=AT", www, NULL, NULL);
+	expect(&p, "CN=jsmith,O=Example,C=AT", www, NULL, NULL);
+	pki_free(&p);
+
+	/* Under IP constraints alone OpenSSL checks an IPv4 CN against nothing. */
+	static const char *const permitted[] = {"IP:10.0.0.0/8", NULL};
+	static const char *const excluded[] = {"IP:10.66.0.0/16", NULL};
+	pki_make_with(&p, permitted, excluded);
+	static const char *const ip4[] = {"IP:10.1.2.3", NULL};
+	expect(&p, "CN=192.168.1.1", ip4, "the subject 'CN=192.168.1.1'", NULL);
+	expect(&p, "CN=10.66.1.1", ip4, "the subject 'CN=10.66.1.1'", NULL);
+	expect(&p, "CN=10.1.2.3", ip4, NULL, NULL);
+	pki_free(&p);
+}
+
 static void test_no_constraints_and_args(void **state)
 {
 	(void)state;
@@ -277,6 +320,7 @@ int main(void)
 		cmocka_unit_test(test_inside),
 		cmocka_unit_test(test_permitted_violations),
 		cmocka_unit_test(test_excluded_violations),
+		cmocka_unit_test(test_cn_forms_openssl_skips),
 		cmocka_unit_test(test_no_constraints_and_args),
 		cmocka_unit_test(test_on_unsigned_tbs),
 	};

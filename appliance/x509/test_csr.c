@@ -267,6 +267,13 @@ static void test_csr_garbage(void **state)
 	expect_refused((const uint8_t *)pem, strlen(pem), "before or after");
 	pem = csr_pem(der, len, "", csr_pem(der, len, "", ""));
 	expect_refused((const uint8_t *)pem, strlen(pem), "before or after");
+	/* A byte >= 0x80 (or a control character) after the END marker: OpenSSL drops it with
+	 * the line's trailing space (found by mutating CSRs). */
+	char glued[8192];
+	snprintf(glued, sizeof(glued), "%s", csr_pem(der, len, "", ""));
+	assert_int_equal(glued[strlen(glued) - 1], '\n');
+	snprintf(glued + strlen(glued) - 1, 32, "\xd2");
+	expect_refused((const uint8_t *)glued, strlen(glued), "before or after");
 	uint8_t crl_label[4096];
 	size_t crl_len = 0;
 	assert_int_equal(
@@ -278,6 +285,27 @@ static void test_csr_garbage(void **state)
 	other[40] = '!';
 	expect_refused((const uint8_t *)other, strlen(other), "does not decode");
 	OPENSSL_free(der);
+
+	/* DER that happens to hold a PEM marker (here in the subject) is still DER. */
+	X509_REQ *req = X509_REQ_new();
+	X509_NAME *name = tu_name("CN=-----BEGIN x,O=Org,C=AT");
+	assert_non_null(req);
+	assert_int_equal(X509_REQ_set_subject_name(req, name), 1);
+	assert_int_equal(X509_REQ_set_pubkey(req, key), 1);
+	assert_true(X509_REQ_sign(req, key, EVP_sha256()) > 0);
+	der = NULL;
+	int n = i2d_X509_REQ(req, &der);
+	assert_true(n > 0);
+	X509_REQ *got = NULL;
+	EVP_PKEY *got_key = NULL;
+	struct p11ca_errmsg em = {0};
+	if (x509_csr_load(der, (size_t)n, NULL, &got, &got_key, &em) != P11CA_OK)
+		fail_msg("x509_csr_load: %s", em.text);
+	X509_REQ_free(got);
+	EVP_PKEY_free(got_key);
+	OPENSSL_free(der);
+	X509_NAME_free(name);
+	X509_REQ_free(req);
 }
 
 static int teardown(void **state)

@@ -146,6 +146,107 @@ static void test_ec_rules(void **state)
 	OPENSSL_free(der);
 }
 
+/* A CSR for `key` whose SubjectPublicKeyInfo is replaced by algorithm `nid` with parameter
+ * (ptype, pval) and the key bits `bits` (NULL: the key's own), with version `version`, signed
+ * by `key` with SHA-256 so only the replaced part is wrong. */
+static uint8_t *csr_spki(EVP_PKEY *key, int nid, int ptype, void *pval, const uint8_t *bits,
+			 size_t bits_len, long version, size_t *len)
+{
+	X509_REQ *req = X509_REQ_new();
+	X509_NAME *name = tu_name("CN=spki.example");
+	assert_non_null(req);
+	assert_int_equal(X509_REQ_set_subject_name(req, name), 1);
+	assert_int_equal(X509_REQ_set_pubkey(req, key), 1);
+	assert_int_equal(X509_REQ_set_version(req, version), 1);
+	if (nid != NID_undef) {
+		const unsigned char *own = NULL;
+		int own_len = 0;
+		X509_PUBKEY *pub = X509_REQ_get_X509_PUBKEY(req);
+		assert_int_equal(X509_PUBKEY_get0_param(NULL, &own, &own_len, NULL, pub), 1);
+		if (bits == NULL) {
+			bits = own;
+			bits_len = (size_t)own_len;
+		}
+		unsigned char *copy = OPENSSL_memdup(bits, bits_len);
+		assert_non_null(copy);
+		assert_int_equal(X509_PUBKEY_set0_param(pub, OBJ_nid2obj(nid), ptype, pval, copy,
+							(int)bits_len),
+				 1);
+	}
+	assert_true(X509_REQ_sign(req, key, EVP_PKEY_is_a(key, "ED25519") ? NULL : EVP_sha256()) >
+		    0);
+	uint8_t *der = NULL;
+	int n = i2d_X509_REQ(req, &der);
+	assert_true(n > 0);
+	*len = (size_t)n;
+	X509_REQ_free(req);
+	X509_NAME_free(name);
+	return der;
+}
+
+/* The SubjectPublicKeyInfo goes into the certificate as received, so what RFC 3279, 5480 and
+ * 8410 say about its encoding is checked here: relying parties such as Go's crypto/x509
+ * refuse certificates whose RSA key lacks the NULL parameters or whose EC point is
+ * compressed. And PKCS#10 knows only version 1 (0). */
+static void test_spki_encoding_rules(void **state)
+{
+	(void)state;
+	size_t len = 0;
+	EVP_PKEY *rsa = tu_key(HSM_KEY_RSA2048);
+	uint8_t *der = csr_spki(rsa, NID_undef, 0, NULL, NULL, 0, 0, &len);
+	expect_accepted(der, len, NULL);
+	OPENSSL_free(der);
+	der = csr_spki(rsa, NID_rsaEncryption, V_ASN1_NULL, NULL, NULL, 0, 0, &len);
+	expect_accepted(der, len, NULL);
+	OPENSSL_free(der);
+
+	der = csr_spki(rsa, NID_undef, 0, NULL, NULL, 0, 1, &len);
+	expect_refused(der, len, NULL, "version 2");
+	OPENSSL_free(der);
+
+	der = csr_spki(rsa, NID_rsaEncryption, V_ASN1_UNDEF, NULL, NULL, 0, 0, &len);
+	expect_refused(der, len, NULL, "RSA key's algorithm parameters are not NULL");
+	OPENSSL_free(der);
+
+	/* RSAPublicKey with the modulus's leading 00 dropped (negative), and with a long-form
+	 * length where DER has the short one. */
+	X509_PUBKEY *pub = X509_PUBKEY_new();
+	assert_int_equal(X509_PUBKEY_set(&pub, rsa), 1);
+	const unsigned char *bits = NULL;
+	int bits_len = 0;
+	assert_int_equal(X509_PUBKEY_get0_param(NULL, &bits, &bits_len, NULL, pub), 1);
+	/* 30 82 01 0a | 02 82 01 01 00 <256 bytes n> | 02 03 01 00 01 */
+	assert_int_equal(bits_len, 270);
+	assert_memory_equal(bits, "\x30\x82\x01\x0a\x02\x82\x01\x01\x00", 9);
+	uint8_t neg[269];
+	memcpy(neg, "\x30\x82\x01\x09\x02\x82\x01\x00", 8);
+	memcpy(neg + 8, bits + 9, 261);
+	der = csr_spki(rsa, NID_rsaEncryption, V_ASN1_NULL, NULL, neg, sizeof(neg), 0, &len);
+	expect_refused(der, len, NULL, "not a valid RSAPublicKey");
+	OPENSSL_free(der);
+	uint8_t longform[273];
+	memcpy(longform, "\x30\x82\x01\x0d", 4);
+	memcpy(longform + 4, bits + 4, 261);
+	memcpy(longform + 265, "\x02\x83\x00\x00\x03\x01\x00\x01", 8);
+	der = csr_spki(rsa, NID_rsaEncryption, V_ASN1_NULL, NULL, longform, sizeof(longform), 0,
+		       &len);
+	expect_refused(der, len, NULL, "not a valid RSAPublicKey");
+	OPENSSL_free(der);
+	X509_PUBKEY_free(pub);
+
+	EVP_PKEY *ec = tu_keygen("EC", "P-256", 0, 0);
+	assert_int_equal(EVP_PKEY_set_utf8_string_param(ec, "point-format", "compressed"), 1);
+	der = csr_spki(ec, NID_undef, 0, NULL, NULL, 0, 0, &len);
+	expect_refused(der, len, NULL, "compressed");
+	OPENSSL_free(der);
+	EVP_PKEY_free(ec);
+
+	EVP_PKEY *ed = tu_key(HSM_KEY_ED25519);
+	der = csr_spki(ed, NID_ED25519, V_ASN1_NULL, NULL, NULL, 0, 0, &len);
+	expect_refused(der, len, NULL, "Ed25519");
+	OPENSSL_free(der);
+}
+
 static void test_digest_rules(void **state)
 {
 	(void)state;
@@ -202,9 +303,8 @@ static int teardown(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_rsa_rules),
-		cmocka_unit_test(test_ec_rules),
-		cmocka_unit_test(test_digest_rules),
+		cmocka_unit_test(test_rsa_rules),	    cmocka_unit_test(test_ec_rules),
+		cmocka_unit_test(test_spki_encoding_rules), cmocka_unit_test(test_digest_rules),
 		cmocka_unit_test(test_signature_and_size),
 	};
 	return cmocka_run_group_tests(tests, NULL, teardown);

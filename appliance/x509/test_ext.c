@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "appliance/x509/test_util.h"
+#include "appliance/x509/x509_internal.h"
 
 static const uint8_t serial[] = {0x42};
 
@@ -380,6 +381,80 @@ static void test_ext_refusals(void **state)
 	expect_spec_refused(&ext, "for CA certificates only");
 }
 
+/* Subtrees built elsewhere than x509_subtree_parse (decoded from storage, say) are held to
+ * what RFC 5280 4.2.1.10 allows CAs to write: minimum 0, no maximum, and a base of a type
+ * and form verifiers can match. */
+static void expect_subtree_refused(GENERAL_SUBTREE *st, const char *needle)
+{
+	STACK_OF(GENERAL_SUBTREE) *sk = sk_GENERAL_SUBTREE_new_null();
+	assert_non_null(sk);
+	assert_true(sk_GENERAL_SUBTREE_push(sk, st) > 0);
+	struct x509_ext_spec ext;
+	x509_ext_spec_init(&ext);
+	ext.excluded = sk;
+	X509_NAME *name = tu_name("CN=Sub CA");
+	struct x509_cert_spec s = leaf_spec(name, NULL, &ext);
+	s.public_key = tu_key2(HSM_KEY_P256);
+	s.is_ca = true;
+	s.path_length = -1;
+	s.key_usage = X509v3_KU_KEY_CERT_SIGN;
+	X509 *tbs = NULL;
+	uint8_t *der = NULL;
+	size_t len = 0;
+	struct p11ca_errmsg em = {0};
+	enum p11ca_err err = x509_cert_tbs(&s, &tbs, &der, &len, &em);
+	if (needle == NULL) {
+		if (err != P11CA_OK)
+			fail_msg("refused: %s", em.text);
+	} else {
+		assert_int_equal(err, P11CA_E_INVALID_ARG);
+		if (strstr(em.text, needle) == NULL)
+			fail_msg("message '%s' lacks '%s'", em.text, needle);
+	}
+	OPENSSL_free(der);
+	X509_free(tbs);
+	X509_NAME_free(name);
+	sk_GENERAL_SUBTREE_pop_free(sk, GENERAL_SUBTREE_free);
+}
+
+static GENERAL_SUBTREE *subtree(const char *text)
+{
+	GENERAL_SUBTREE *st = NULL;
+	assert_int_equal(x509_subtree_parse(text, &st, NULL), P11CA_OK);
+	return st;
+}
+
+static void test_ext_subtree_shape(void **state)
+{
+	(void)state;
+	expect_subtree_refused(subtree("DNS:example.com"), NULL);
+	GENERAL_SUBTREE *st = subtree("DNS:example.com");
+	assert_non_null(st->maximum = ASN1_INTEGER_new());
+	assert_int_equal(ASN1_INTEGER_set(st->maximum, 3), 1);
+	expect_subtree_refused(st, "minimum 0 and no maximum");
+	st = subtree("DNS:example.com");
+	assert_non_null(st->minimum = ASN1_INTEGER_new());
+	assert_int_equal(ASN1_INTEGER_set(st->minimum, 1), 1);
+	expect_subtree_refused(st, "minimum 0 and no maximum");
+	st = subtree("DNS:example.com");
+	assert_non_null(st->minimum = ASN1_INTEGER_new());
+	assert_int_equal(ASN1_INTEGER_set(st->minimum, 0), 1);
+	expect_subtree_refused(st, "minimum 0 and no maximum"); /* DER omits a DEFAULT */
+
+	/* An iPAddress base without its mask, and a type OpenSSL cannot match. */
+	st = GENERAL_SUBTREE_new();
+	assert_non_null(st);
+	GENERAL_NAME_free(st->base);
+	static const uint8_t ip4[] = {10, 0, 0, 0};
+	assert_int_equal(x509_gn_ip(ip4, sizeof(ip4), &st->base, NULL), P11CA_OK);
+	expect_subtree_refused(st, "address and mask");
+	st = GENERAL_SUBTREE_new();
+	assert_non_null(st);
+	GENERAL_NAME_free(st->base);
+	assert_int_equal(x509_san_parse("rid:1.2.3.4", &st->base, NULL), P11CA_OK);
+	expect_subtree_refused(st, "DNS, IP, email, URI or dirname");
+}
+
 static void expect_url(const char *url, bool ldap, const char *needle)
 {
 	struct p11ca_errmsg em = {0};
@@ -412,6 +487,12 @@ static void test_url_check(void **state)
 	expect_url("http://exa_mple.com/", false, "no valid host");
 	expect_url("http://example..com/", false, "no valid host");
 	expect_url("http://[::1/", false, "no valid host");
+	/* Each label of the host LDH: no '-' at either end. */
+	expect_url("http://crl.-example.com/", false, "no valid host");
+	expect_url("http://crl-.example.com/", false, "no valid host");
+	expect_url("http://crl.example.com-/", false, "no valid host");
+	expect_url("http://crl.example.com./", false, "no valid host");
+	expect_url("http://a-b.example.com/", false, NULL);
 	expect_url("http://user:pw@example.com/", false, "user information");
 	expect_url("http://example.com:0/", false, "invalid port");
 	expect_url("http://example.com:65536/", false, "invalid port");
@@ -482,9 +563,9 @@ static int teardown(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_ext_end_entity),	  cmocka_unit_test(test_ext_ca_only),
-		cmocka_unit_test(test_ext_refusals),	  cmocka_unit_test(test_url_check),
-		cmocka_unit_test(test_policy_text_parse),
+		cmocka_unit_test(test_ext_end_entity), cmocka_unit_test(test_ext_ca_only),
+		cmocka_unit_test(test_ext_refusals),   cmocka_unit_test(test_ext_subtree_shape),
+		cmocka_unit_test(test_url_check),      cmocka_unit_test(test_policy_text_parse),
 	};
 	return cmocka_run_group_tests(tests, NULL, teardown);
 }

@@ -92,6 +92,9 @@ static void test_name_escaping(void **state)
 	expect_name("/C=AT/CN=J\xc3\xbcrgen", "CN=J\xc3\xbcrgen,C=AT");
 	/* OpenSSL syntax: '\' takes the next character, so '/' and '+' can be values. */
 	expect_name("/C=AT/O=a\\/b\\+c/CN=x", "CN=x,O=a/b\\+c,C=AT");
+	/* An escaped separator ending the text is part of the value, not a trailing one. */
+	expect_name("O=b,CN=a\\,", "CN=a\\,,O=b");
+	expect_name("/O=b/CN=a\\/", "CN=a/,O=b");
 	/* '=' inside a value needs no escape. */
 	expect_name("CN=a=b,C=AT", "CN=a=b,C=AT");
 
@@ -118,6 +121,7 @@ static void test_name_refusals(void **state)
 	expect_name_refused("CN=x,C=A", "two-letter");
 	expect_name_refused("CN=a\\00b", "NUL");
 	expect_name_refused("CN=a\\01b", "control");
+	expect_name_refused("CN=a\xc2\x85z", "control");	 /* U+0085 NEL, a C1 control */
 	expect_name_refused("CN=\xc3(", "UTF-8");		 /* broken sequence */
 	expect_name_refused("CN=\xc0\xaf", "UTF-8");		 /* overlong '/' */
 	expect_name_refused("CN=\xed\xa0\x80", "UTF-8");	 /* surrogate */

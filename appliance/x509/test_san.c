@@ -72,6 +72,25 @@ static void test_san_idn(void **state)
 	expect_refused("email:j\xc3\xb6rg@example.com", "single dots");
 }
 
+/* A name whose last label is a number is parsed as an IPv4 address by browsers (WHATWG URL:
+ * "1.2.3" and "0x7f.1" are 1.2.0.3 and 127.0.0.1), so as a dNSName it matches nothing a
+ * client looks for, or something else than the operator meant: refused like "DNS:1.2.3.4". */
+static void test_san_dns_like_ip(void **state)
+{
+	(void)state;
+	expect_refused("DNS:1.2.3", "numeric");
+	expect_refused("DNS:0x7f.1", "numeric");
+	expect_refused("DNS:www.example.0x1f", "numeric");
+	expect_refused("DNS:example.123", "numeric");
+	expect_refused("DNS:\xef\xbc\x91\xef\xbc\x92\xef\xbc\x93", "numeric"); /* fullwidth 123 */
+	expect_refused("email:a@example.123", "numeric");
+	expect_refused("DNS:1.2.3.4", "IP:1.2.3.4");
+	expect_ia5("DNS:123.example.com", GEN_DNS, "123.example.com");
+	expect_ia5("DNS:example.x0", GEN_DNS, "example.x0");
+	expect_ia5("DNS:example.0xg", GEN_DNS, "example.0xg");
+	expect_ia5("DNS:localhost", GEN_DNS, "localhost");
+}
+
 static void test_san_dirname_rid_othername(void **state)
 {
 	(void)state;
@@ -282,6 +301,14 @@ static void test_name_check(void **state)
 	expect_name_check(raw_name(NID_commonName, V_ASN1_UTF8STRING, "a\0b", 3), "NUL");
 	expect_name_check(raw_name(NID_commonName, V_ASN1_UTF8STRING, "a\x1b[0m", -1),
 			  "control character");
+	/* C1 controls (U+0080..U+009F) are control characters too: NEL, CSI. */
+	expect_name_check(raw_name(NID_commonName, V_ASN1_UTF8STRING, "a\xc2\x85z", -1),
+			  "control character");
+	expect_name_check(raw_name(NID_commonName, V_ASN1_T61STRING,
+				   "a\x9b"
+				   "0m",
+				   -1),
+			  "control character");
 	expect_name_check(raw_name(NID_commonName, V_ASN1_UTF8STRING, "\xc3\x28", -1),
 			  "not valid in its string type");
 	expect_name_check(raw_name(NID_commonName, V_ASN1_UTF8STRING, "", 0), "empty value");
@@ -319,6 +346,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_san_idn),
+		cmocka_unit_test(test_san_dns_like_ip),
 		cmocka_unit_test(test_san_dirname_rid_othername),
 		cmocka_unit_test(test_san_openssl_reads_them),
 		cmocka_unit_test(test_subtree_parse),
