@@ -54,7 +54,8 @@ P11CA_MUST_CHECK enum p11ca_err x509_name_format(const X509_NAME *name, char *ou
  *               leftmost label followed by at least two labels; lowercased. A name with
  *               non-ASCII characters is converted to A-labels (IDNA2008 with UTS #46
  *               mapping, libidn2); an A-label that does not decode to a valid U-label is
- *               refused. "DNS:" with an IP literal is refused.
+ *               refused. "DNS:" with an IP literal, or a name whose last label is
+ *               numeric (browsers read "1.2.3" or "example.123" as IPv4), is refused.
  *   "IP:addr"   IPv4 or IPv6 address.
  *   "email:a@d" dot-atom ASCII local part @ a DNS name (IDN domains as A-labels).
  *   "URI:uri"   a scheme, printable ASCII, no spaces.
@@ -62,7 +63,7 @@ P11CA_MUST_CHECK enum p11ca_err x509_name_format(const X509_NAME *name, char *ou
  *   "rid:OID"   a registered ID, dotted decimal.
  *   "otherName:OID;UTF8:value"  an otherName with a UTF8String value (the only type taken).
  * Prefixes are case-insensitive. Without a prefix, an IP literal is an IP and anything else
- * a DNS name. Control characters and NUL bytes are refused everywhere.
+ * a DNS name. Control characters (C0 and C1) and NUL bytes are refused everywhere.
  * Errors: P11CA_E_INVALID_ARG naming the value and what is wrong.
  */
 P11CA_MUST_CHECK enum p11ca_err x509_san_parse(const char *text, GENERAL_NAME **out,
@@ -84,11 +85,13 @@ P11CA_MUST_CHECK enum p11ca_err x509_subtree_parse(const char *text, GENERAL_SUB
 						   struct p11ca_errmsg *em);
 
 /*
- * Refuse to help mis-issue: every name of `cert` (its subject DN, the subject's CN when it
- * is a DNS name or IP address, its email attributes, and every SAN) must lie within the
- * nameConstraints of each certificate in chain[0..n) (the issuer first, then its issuers;
- * those without nameConstraints impose nothing). Uses OpenSSL's own NAME_CONSTRAINTS_check
- * and NAME_CONSTRAINTS_check_CN, so what passes here passes `openssl verify`.
+ * Refuse to help mis-issue: every name of `cert` (its subject DN, its email attributes,
+ * every SAN, and the subject's CN whenever it looks like a host: a DNS name, a wildcard or
+ * IDN name, an IPv4 or IPv6 address — checked even when SANs are present, which is
+ * stricter than `openssl verify`) must lie within the nameConstraints of each certificate
+ * in chain[0..n) (the issuer first, then its issuers; those without nameConstraints impose
+ * nothing). Uses OpenSSL's own NAME_CONSTRAINTS_check and NAME_CONSTRAINTS_check_CN, plus
+ * the CN forms OpenSSL skips, so what passes here passes `openssl verify`.
  * Errors: P11CA_E_POLICY naming the first name outside and the CA certificate whose
  * constraints it violates (by subject); P11CA_E_NOMEM.
  */
@@ -102,7 +105,8 @@ P11CA_MUST_CHECK enum p11ca_err x509_check_name_constraints(X509 *cert, X509 *co
 P11CA_MUST_CHECK enum p11ca_err x509_name_check(const X509_NAME *name, struct p11ca_errmsg *em);
 
 /* A URL for CRL distribution points or authority information access: scheme http or https
- * (ldap too when allow_ldap), a host, printable ASCII without spaces, at most 255 bytes.
+ * (ldap too when allow_ldap), a host of LDH labels (1..63, no leading or trailing '-') or
+ * an IP literal, printable ASCII without spaces, at most 255 bytes.
  * Errors: P11CA_E_INVALID_ARG naming the URL. */
 P11CA_MUST_CHECK enum p11ca_err x509_url_check(const char *url, bool allow_ldap,
 					       struct p11ca_errmsg *em);
@@ -116,9 +120,8 @@ struct x509_policy_text {
 	size_t n_cps;
 	char notice[201]; /* "" none */
 };
-P11CA_MUST_CHECK enum p11ca_err x509_policy_text_parse(const char *text,
-						       struct x509_policy_text *out,
-						       struct p11ca_errmsg *em);
+P11CA_MUST_CHECK enum p11ca_err
+x509_policy_text_parse(const char *text, struct x509_policy_text *out, struct p11ca_errmsg *em);
 
 /* ---- CSR intake ------------------------------------------------------------------------ */
 
@@ -131,12 +134,16 @@ struct x509_csr_policy {
 
 /*
  * Decode a PKCS#10 request (DER or PEM) and check it before anything else looks at it,
- * each rule with its own sentence: larger than policy->max_bytes; not a CSR (or trailing
- * data); the proof-of-possession signature does not verify; signed with MD5 or SHA-1; an
- * RSA key under min_rsa_bits, with a modulus not a multiple of 8 bits, an even exponent or
- * one under min_rsa_exponent; an EC key on a curve other than P-256/P-384/P-521 or whose
- * point is not on it; a key type other than RSA, EC and Ed25519. *key receives the subject
- * public key. The subject is not checked here (x509_name_check).
+ * each rule with its own sentence, in this order (so a bad key is named even when its
+ * signature cannot verify): larger than policy->max_bytes; not exactly one CSR (trailing
+ * data, PEM markers with stray bytes) or a version other than 1; a key type other than RSA,
+ * EC and Ed25519; an RSA key under min_rsa_bits, with a modulus not a multiple of 8 bits,
+ * an even exponent or one under min_rsa_exponent, without NULL parameters or not in DER;
+ * an EC key on a curve other than P-256/P-384/P-521, with a compressed point or one not on
+ * the curve; an Ed25519 key with parameters; signed with MD5 or SHA-1; the
+ * proof-of-possession signature does not verify. *key receives the subject public key (the
+ * certificate carries its SubjectPublicKeyInfo byte for byte, hence the encoding rules).
+ * The subject is not checked here (x509_name_check).
  * policy may be NULL (all defaults). Errors: P11CA_E_INVALID_ARG.
  */
 P11CA_MUST_CHECK enum p11ca_err x509_csr_load(const uint8_t *data, size_t len,
@@ -155,8 +162,8 @@ struct x509_policy_spec {
 
 /* The extensions beyond the fixed set; every field empty/false/negative means "absent". */
 struct x509_ext_spec {
-	const char *const *crl_urls; /* cRLDistributionPoints: one DistributionPoint with */
-	size_t n_crl_urls;	     /* every URL as a fullName URI */
+	const char *const *crl_urls;  /* cRLDistributionPoints: one DistributionPoint with */
+	size_t n_crl_urls;	      /* every URL as a fullName URI */
 	const char *const *ocsp_urls; /* authorityInfoAccess, id-ad-ocsp first, then */
 	size_t n_ocsp_urls;	      /* id-ad-caIssuers */
 	const char *const *issuer_urls;
@@ -167,7 +174,9 @@ struct x509_ext_spec {
 	bool ocsp_no_check;		       /* id-pkix-ocsp-nocheck, NULL value */
 	bool tls_feature_status_request;       /* TLS feature { status_request (5) } */
 	/* CA certificates only (refused in an end-entity spec): */
-	const STACK_OF(GENERAL_SUBTREE) *permitted; /* nameConstraints, critical */
+	/* nameConstraints, critical; at most 64 subtrees a list, each as x509_subtree_parse
+	 * makes them (minimum absent, no maximum, IP with its mask) */
+	const STACK_OF(GENERAL_SUBTREE) *permitted;
 	const STACK_OF(GENERAL_SUBTREE) *excluded;
 	int require_explicit_policy; /* policyConstraints (critical) when either is >= 0 */
 	int inhibit_policy_mapping;
@@ -179,24 +188,24 @@ void x509_ext_spec_init(struct x509_ext_spec *ext);
 
 struct x509_cert_spec {
 	const X509_NAME *subject;
-	EVP_PKEY *public_key;	  /* the subject's */
+	EVP_PKEY *public_key; /* the subject's */
 	/* NULL, or public_key as the CSR sent it (X509_REQ_get_X509_PUBKEY): then copied as
 	 * received into the TBS instead of re-encoding public_key through OpenSSL 3.0's
 	 * encoder and decoder, which cost a third of the engine's time per certificate. */
 	const X509_PUBKEY *spki;
-	const uint8_t *serial;	  /* unsigned big-endian, positive, 1..20 bytes */
+	const uint8_t *serial; /* unsigned big-endian, positive, 1..20 bytes */
 	size_t serial_len;
-	int64_t not_before, not_after; /* seconds since the epoch; UTCTime/GeneralizedTime by RFC 5280 */
-	enum hsm_sig_alg alg;	  /* the issuer key's algorithm */
-	const X509 *issuer;	  /* NULL: self-signed (issuer = subject; AKI = own SKI) */
-	bool is_ca;		  /* basicConstraints critical CA:TRUE, else CA:FALSE */
-	int path_length;	  /* CA only; < 0: no pathLenConstraint */
-	uint32_t key_usage;	  /* X509v3_KU_* bits; 0: no keyUsage extension */
+	int64_t not_before, not_after; /* epoch seconds; UTCTime/GeneralizedTime per RFC 5280 */
+	enum hsm_sig_alg alg; /* the issuer key's algorithm */
+	const X509 *issuer;   /* NULL: self-signed (issuer = subject; AKI = own SKI) */
+	bool is_ca;	      /* basicConstraints critical CA:TRUE, else CA:FALSE */
+	int path_length;      /* CA only; < 0: no pathLenConstraint */
+	uint32_t key_usage;   /* X509v3_KU_* bits; 0: no keyUsage extension */
 	bool key_usage_critical;
 	const char *const *eku; /* OpenSSL short names or dotted OIDs; n_eku may be 0 */
 	size_t n_eku;
 	bool eku_critical;
-	const GENERAL_NAMES *sans; /* NULL or empty: no subjectAltName */
+	const GENERAL_NAMES *sans;	 /* NULL or empty: no subjectAltName */
 	const struct x509_ext_spec *ext; /* NULL: none of its extensions */
 };
 
@@ -235,7 +244,7 @@ struct x509_crl_entry {
 	const uint8_t *serial; /* unsigned big-endian */
 	size_t serial_len;
 	int64_t revoked_at;
-	uint32_t reason; /* RFC 5280 CRLReason; 0 (unspecified): no reasonCode extension */
+	uint32_t reason;	 /* RFC 5280 CRLReason; 0 (unspecified): no reasonCode extension */
 	int64_t invalidity_date; /* 0: none */
 };
 
