@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <pb_common.h>
 #include <pb_decode.h>
 #include <pb_encode.h>
 
@@ -295,6 +296,59 @@ out:
 	return err;
 }
 
+
+/* Whether a decoded string field held a NUL inside its value. pb_dec_string copies the
+ * received bytes and terminates them, so "evil.test\0.example.test" reads as "evil.test" to
+ * C: a name check would pass on one value and the certificate carry another. The message
+ * was zeroed before decoding, so any non-zero byte after the first NUL came from the wire. */
+static bool string_has_inner_nul(const char *s, size_t cap)
+{
+	size_t k = strnlen(s, cap);
+	for (size_t i = k + 1; i < cap; i++)
+		if (s[i] != '\0')
+			return true;
+	return false;
+}
+
+/* Walk every present field of a decoded message (submessages recursively) and refuse a
+ * string with an embedded NUL, naming the field's tag path. */
+static enum p11ca_err strings_check(const pb_msgdesc_t *fields, const void *msg, int depth,
+				    struct p11ca_errmsg *em)
+{
+	pb_field_iter_t it;
+	if (depth > 16)
+		return p11ca_fail(em, P11CA_E_PROTO_DECODE, "message nested too deeply");
+	if (!pb_field_iter_begin_const(&it, fields, msg))
+		return P11CA_OK; /* no fields */
+	do {
+		pb_type_t t = it.type;
+		size_t count = 1;
+		if (PB_ATYPE(t) != PB_ATYPE_STATIC)
+			continue;
+		if (PB_HTYPE(t) == PB_HTYPE_ONEOF) {
+			if (*(const pb_size_t *)it.pSize != it.tag)
+				continue; /* another member of the union is active */
+		} else if (PB_HTYPE(t) == PB_HTYPE_REPEATED) {
+			count = *(const pb_size_t *)it.pSize;
+		} else if (PB_HTYPE(t) == PB_HTYPE_OPTIONAL && it.pSize != NULL) {
+			if (!*(const bool *)it.pSize)
+				continue;
+		}
+		for (size_t i = 0; i < count; i++) {
+			const char *item = (const char *)it.pData + i * it.data_size;
+			if (PB_LTYPE(t) == PB_LTYPE_STRING &&
+			    string_has_inner_nul(item, it.data_size))
+				return p11ca_fail(em, P11CA_E_PROTO_DECODE,
+						  "field %u holds a NUL byte inside a string: "
+						  "text fields must not contain NUL",
+						  (unsigned)it.tag);
+			if (PB_LTYPE_IS_SUBMSG(t) && it.submsg_desc != NULL)
+				P11CA_GUARD(strings_check(it.submsg_desc, item, depth + 1, em));
+		}
+	} while (pb_field_iter_next(&it));
+	return P11CA_OK;
+}
+
 enum p11ca_err rpc_frame_decode(const pb_msgdesc_t *fields, void *msg, size_t msg_size,
 				const struct p11ca_buf *body, struct p11ca_errmsg *em)
 {
@@ -306,6 +360,7 @@ enum p11ca_err rpc_frame_decode(const pb_msgdesc_t *fields, void *msg, size_t ms
 		return p11ca_fail(em, P11CA_E_PROTO_DECODE, "received an empty message");
 	}
 	pb_istream_t is = pb_istream_from_buffer(p11ca_buf_ptr(body), len);
+	explicit_bzero(msg, msg_size); /* strings_check relies on it; see there */
 	if (!pb_decode(&is, fields, msg)) {
 		explicit_bzero(msg, msg_size); /* a partial decode may hold part of a PIN */
 		return p11ca_fail(em, P11CA_E_PROTO_DECODE, "malformed message: %s",
@@ -318,7 +373,10 @@ enum p11ca_err rpc_frame_decode(const pb_msgdesc_t *fields, void *msg, size_t ms
 		return p11ca_fail(em, P11CA_E_PROTO_DECODE, "%zu trailing bytes after the message",
 				  is.bytes_left);
 	}
-	return P11CA_OK;
+	enum p11ca_err err = strings_check(fields, msg, 0, em);
+	if (err != P11CA_OK)
+		explicit_bzero(msg, msg_size);
+	return err;
 }
 
 enum p11ca_err rpc_frame_request_encode(const p11ca_v1_Request *req, struct p11ca_buf **frame,

@@ -130,7 +130,8 @@ static int run_list(struct cli *cli, const struct cli_args *a)
 			all = nv;
 			cap = ncap;
 		}
-		memcpy(all + n, res->certs, take * sizeof(res->certs[0]));
+		if (take > 0) /* an empty page is allowed and leaves `all` NULL */
+			memcpy(all + n, res->certs, take * sizeof(res->certs[0]));
 		n += take;
 		more = res->next_page_token.size != 0 || take < res->certs_count;
 		if (!more || n == limit)

@@ -68,8 +68,8 @@ static const struct {
 								"space or ask for less"},
 	[p11ca_v1_StatusCode_STATUS_CODE_FAILED_PRECONDITION] =
 		{"failed precondition", CLI_EX_UNAVAILABLE,
-		 "fix the server's state first "
-		 "(p11ca status, p11ca hsm status)"},
+		 "the message says what must change first (a CA's state, a limit, the "
+		 "token: p11ca hsm status)"},
 	[p11ca_v1_StatusCode_STATUS_CODE_UNAVAILABLE] = {"unavailable", CLI_EX_TEMPFAIL,
 							 "retry later; p11ca hsm status shows the "
 							 "tokens"},
