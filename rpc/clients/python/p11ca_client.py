@@ -63,6 +63,10 @@ class Client:
             raise FrameError("the server closed the connection without answering")
         response = pb.Response()
         response.ParseFromString(body)
+        if response.request_id == 0 and response.status.code != pb.STATUS_CODE_OK:
+            # The server could not read the request (so not its id either): it says why,
+            # then closes the connection (docs/rpc.md, "Framing").
+            raise ServerError(response.status)
         if response.request_id != request.request_id:
             raise FrameError(f"answer to request {response.request_id}, "
                              f"expected {request.request_id}")
