@@ -268,6 +268,15 @@ enum p11ca_err config_addr_spec_check(const char *addr, char *why, size_t why_ca
 		snprintf(why, why_cap, "'%.80s' is not of the form local@domain", addr);
 		return P11CA_E_INVALID_ARG;
 	}
+	/* The notifier hands the address to a sendmail-like command as an argument: one
+	 * starting with '-' could be read as an option (-X file writes a log anywhere). */
+	if (addr[0] == '-') {
+		snprintf(why, why_cap,
+			 "'%.80s' starts with '-': an address may not (a mail command would "
+			 "take it for an option)",
+			 addr);
+		return P11CA_E_INVALID_ARG;
+	}
 	/* Local part: a dot-atom (RFC 5322 3.4.1) without quoting. */
 	size_t local = (size_t)(at - addr);
 	bool dot_ok = false;
@@ -349,11 +358,11 @@ static int set_command(struct parse *p, const struct config_key *k, const char *
 	struct stat sb;
 	if (v[0] == '\0')
 		return set_string(p, k, v);
-	/* One slot stays free for the recipient the notifier appends. */
-	int n = config_command_split(v, buf, sizeof(buf), argv, CONFIG_NOTIFY_ARGV_MAX - 1);
+	/* Two slots stay free for the "--" and the recipient the notifier appends. */
+	int n = config_command_split(v, buf, sizeof(buf), argv, CONFIG_NOTIFY_ARGV_MAX - 2);
 	if (n < 0)
 		return perr(p, "command is longer than %d characters or has more than %d words",
-			    P11CAD_PATH_MAX - 1, CONFIG_NOTIFY_ARGV_MAX - 2);
+			    P11CAD_PATH_MAX - 1, CONFIG_NOTIFY_ARGV_MAX - 3);
 	if (argv[0][0] != '/')
 		return perr(p,
 			    "command must start with the absolute path of a program (there is no "

@@ -79,7 +79,12 @@ extern const size_t profile_n_builtins;
 P11CA_MUST_CHECK enum p11ca_err profile_key_usage_parse(const char *list, uint32_t *out, char *bad,
 							size_t bad_cap);
 
-/* Comma-separated extendedKeyUsage names (OpenSSL short names) or dotted OIDs into p
+/* Whether `name` may be an extendedKeyUsage: a dotted OID, anyExtendedKeyUsage, or the
+ * OpenSSL name of a key purpose (an id-kp OID: serverAuth, OCSPSigning, …); never another
+ * object's name (commonName, sha256). */
+bool profile_eku_name_ok(const char *name);
+
+/* Comma-separated extendedKeyUsage names (profile_eku_name_ok) or dotted OIDs into p
  * (replacing its list). Error: P11CA_E_CONFIG with the reason in `why`. */
 P11CA_MUST_CHECK enum p11ca_err profile_eku_parse(const char *list, struct p11cad_profile *p,
 						  char *why, size_t why_cap);

@@ -141,6 +141,32 @@ static bool is_dotted_oid(const char *s)
 	return true;
 }
 
+bool profile_eku_name_ok(const char *name)
+{
+	/* id-kp (RFC 5280 4.2.1.12): the arc extended key purposes live under. */
+	static const char kp_arc[] = "1.3.6.1.5.5.7.3.";
+	char oid[80];
+	if (name[0] == '\0')
+		return false;
+	if (is_dotted_oid(name)) {
+		ASN1_OBJECT *obj = OBJ_txt2obj(name, 1);
+		ASN1_OBJECT_free(obj);
+		return obj != NULL;
+	}
+	/* A name must be a key purpose: OpenSSL knows many objects (commonName, sha256)
+	 * that would make a meaningless, or misleading, extendedKeyUsage. */
+	int nid = OBJ_sn2nid(name);
+	if (nid == NID_undef)
+		nid = OBJ_ln2nid(name);
+	if (nid == NID_undef)
+		return false;
+	if (nid == NID_anyExtendedKeyUsage)
+		return true;
+	ASN1_OBJECT *obj = OBJ_nid2obj(nid);
+	return obj != NULL && OBJ_obj2txt(oid, sizeof(oid), obj, 1) > 0 &&
+	       strncmp(oid, kp_arc, sizeof(kp_arc) - 1) == 0;
+}
+
 enum p11ca_err profile_eku_parse(const char *list, struct p11cad_profile *p, char *why,
 				 size_t why_cap)
 {
@@ -160,20 +186,14 @@ enum p11ca_err profile_eku_parse(const char *list, struct p11cad_profile *p, cha
 		}
 		/* OpenSSL's short names ("serverAuth") or an OID in dotted form; the engine
 		 * resolves them with the same OBJ_txt2obj, so what loads here also builds. */
-		ASN1_OBJECT *obj = NULL;
-		if (is_dotted_oid(item))
-			obj = OBJ_txt2obj(item, 1);
-		else if (OBJ_sn2nid(item) != NID_undef)
-			obj = OBJ_txt2obj(item, 0);
-		if (obj == NULL) {
+		if (!profile_eku_name_ok(item)) {
 			snprintf(why, why_cap,
-				 "'%s' is neither an OpenSSL short name (serverAuth, clientAuth, "
-				 "codeSigning, emailProtection, timeStamping, OCSPSigning) nor a "
-				 "dotted OID",
+				 "'%s' is neither a key purpose name (serverAuth, clientAuth, "
+				 "codeSigning, emailProtection, timeStamping, OCSPSigning, "
+				 "anyExtendedKeyUsage) nor a dotted OID",
 				 item);
 			return P11CA_E_CONFIG;
 		}
-		ASN1_OBJECT_free(obj);
 		for (size_t i = 0; i < n; i++) {
 			if (strcmp(eku[i], item) == 0) {
 				snprintf(why, why_cap, "'%s' is listed twice", item);

@@ -4,7 +4,11 @@
  */
 #include "storage/store_internal.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -143,6 +147,39 @@ enum p11ca_err store_readers_check(struct store *st, int *cleared, struct p11ca_
 	return P11CA_OK;
 }
 
+/* LMDB opens data.mdb (and, without MDB_WRITEMAP, a second descriptor of it) without
+ * close-on-exec: a program the process starts would inherit write access to the whole
+ * database. Mark every descriptor open on a file of the environment. */
+static void env_cloexec(const struct store *st)
+{
+	char link[PATH_MAX], target[PATH_MAX], dir[PATH_MAX];
+	if (realpath(st->path, dir) == NULL) /* /proc shows resolved paths */
+		snprintf(dir, sizeof(dir), "%s", st->path);
+	size_t plen = strlen(dir);
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *de;
+	mdb_filehandle_t fd;
+	if (mdb_env_get_fd(st->env, &fd) == MDB_SUCCESS)
+		fcntl(fd, F_SETFD, fcntl(fd, F_GETFD) | FD_CLOEXEC);
+	if (d == NULL)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] < '0' || de->d_name[0] > '9')
+			continue;
+		snprintf(link, sizeof(link), "/proc/self/fd/%s", de->d_name);
+		ssize_t n = readlink(link, target, sizeof(target) - 1);
+		if (n <= 0 || (size_t)n <= plen || strncmp(target, dir, plen) != 0 ||
+		    target[plen] != '/')
+			continue;
+		target[n] = '\0';
+		int f = atoi(de->d_name);
+		int flags = fcntl(f, F_GETFD);
+		if (flags >= 0)
+			fcntl(f, F_SETFD, flags | FD_CLOEXEC);
+	}
+	closedir(d);
+}
+
 static enum p11ca_err env_open(struct store *st, const struct store_options *opts, size_t map_size,
 			       struct p11ca_errmsg *em)
 {
@@ -156,6 +193,7 @@ static enum p11ca_err env_open(struct store *st, const struct store_options *opt
 	int rc = mdb_env_open(st->env, st->path, opts->read_only ? MDB_RDONLY : 0, 0600);
 	if (rc != MDB_SUCCESS)
 		return store_mdb_err(NULL, rc, st->path, em);
+	env_cloexec(st);
 
 	unsigned flags = 0;
 	P11CA_GUARD(store_mdb_err(NULL, mdb_env_get_flags(st->env, &flags), "reading flags", em));

@@ -284,6 +284,11 @@ static void test_watchers_set(void **state)
 	bad[0] = watcher("a@b\r\nBcc: c@d", 0);
 	assert_int_equal(store_cert_watchers_set(txn, f->ca, serial, bad, 1, NULL),
 			 P11CA_E_INVALID_ARG);
+	bad[0] = watcher("-X/var/www/html/s@evil.php", 0); /* an option to sendmail */
+	p11ca_errmsg_clear(&em);
+	assert_int_equal(store_cert_watchers_set(txn, f->ca, serial, bad, 1, &em),
+			 P11CA_E_INVALID_ARG);
+	assert_non_null(strstr(em.text, "starts with '-'"));
 	assert_int_equal(store_cert_watchers_set(txn, f->ca, serial, NULL, 1, NULL),
 			 P11CA_E_INVALID_ARG);
 	assert_int_equal(store_cert_watchers_set(txn, f->ca, NULL, w, 1, NULL),

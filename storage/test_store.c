@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,6 +65,32 @@ static void test_open_creates_and_reopens(void **state)
 	st = tu_open(dir, 0, 0);
 	assert_int_equal(audit_seq(st), 1); /* nothing new at a plain reopen */
 	assert_int_equal(store_usage_get(NULL, &u, NULL), P11CA_E_INVALID_ARG);
+	store_close(&st);
+}
+
+/* A program the process starts must not inherit the database: every descriptor open on
+ * a file of the environment is close-on-exec. */
+static void test_open_fds_cloexec(void **state)
+{
+	(void)state;
+	char dir[PATH_MAX], real[PATH_MAX], link[PATH_MAX + 32], target[PATH_MAX];
+	tu_tmpdir(dir, "cloexec");
+	struct store *st = tu_open(dir, 0, 0);
+	assert_non_null(realpath(dir, real));
+	size_t n_db = 0;
+	for (int fd = 0; fd < 1024; fd++) {
+		snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+		ssize_t n = readlink(link, target, sizeof(target) - 1);
+		if (n <= 0)
+			continue;
+		target[n] = '\0';
+		if (strncmp(target, real, strlen(real)) != 0)
+			continue;
+		n_db++;
+		if ((fcntl(fd, F_GETFD) & FD_CLOEXEC) == 0)
+			fail_msg("fd %d (%s) is not close-on-exec", fd, target);
+	}
+	assert_true(n_db >= 2); /* data.mdb and lock.mdb at least */
 	store_close(&st);
 }
 
@@ -672,6 +699,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_open_creates_and_reopens),
+		cmocka_unit_test(test_open_fds_cloexec),
 		cmocka_unit_test(test_open_refuses_bad_options),
 		cmocka_unit_test(test_newer_schema_refused),
 		cmocka_unit_test(test_migration_runs_once),

@@ -17,6 +17,13 @@ static enum p11ca_err watcher_check(const struct store_watcher *w, size_t i,
 		return p11ca_fail(em, P11CA_E_INVALID_ARG,
 				  "watcher %zu: an e-mail address has 1 to %d bytes", i + 1,
 				  STORE_EMAIL_MAX);
+	/* The notifier hands the address to a mail command as an argument: one starting
+	 * with '-' could be taken for an option. */
+	if (w->email[0] == '-')
+		return p11ca_fail(em, P11CA_E_INVALID_ARG,
+				  "watcher %zu: the e-mail address starts with '-': give one like "
+				  "user@example.com",
+				  i + 1);
 	/* The notifier puts the address into a mail header: a line break there would let
 	 * it add headers of its own. */
 	for (size_t j = 0; j < len; j++) {

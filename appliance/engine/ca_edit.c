@@ -77,7 +77,12 @@ static enum p11ca_err edit_apply(struct engine *eng, const p11ca_v1_CaEditReques
 		issued_merge(&st->issued, &r->issued);
 		st->has_issued = true;
 		P11CA_GUARD(engine_ext_check(&st->issued, em));
-		n += (size_t)snprintf(details + n, cap - n, "issued extensions");
+		/* The values, not only that they changed: the audit chain is where a
+		 * reviewer finds who put which URL or usage into every later certificate. */
+		n += (size_t)snprintf(details + n, cap - n, "issued:");
+		if (n < cap)
+			engine_ext_summary(&r->issued, details + n, cap - n);
+		n = strlen(details);
 	}
 	if (n == 0)
 		return p11ca_fail(em, P11CA_E_INVALID_ARG,
@@ -96,7 +101,7 @@ enum p11ca_err engine_op_ca_edit(struct engine_call *c, p11ca_v1_Request *req,
 	p11ca_v1_CaSettings *st = OPENSSL_zalloc(sizeof(*st));
 	struct store_ca *scratch = OPENSSL_zalloc(sizeof(*scratch));
 	struct store_txn *txn = NULL;
-	char details[256];
+	char details[STORE_AUDIT_DETAILS_MAX + 1];
 	enum p11ca_err err = P11CA_OK;
 
 	if (ca == NULL || st == NULL || scratch == NULL)

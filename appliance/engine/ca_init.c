@@ -262,8 +262,12 @@ static enum p11ca_err ca_decide(struct engine *eng, const struct engine_ca_init 
 					    in->key_type, alg, &ci->opts, em));
 	int64_t now = engine_now();
 	int64_t not_after = now + (int64_t)days * ENGINE_DAY;
-	if (parent != NULL && not_after > parent->not_after)
-		not_after = parent->not_after; /* intermediates end with their parent */
+	/* Intermediates end with the first certificate of their chain to end (the parent's
+	 * own issuers included: past that, no path reaches the new CA). */
+	if (parent != NULL)
+		not_after = engine_chain_end(ci->chain, ci->n_chain,
+					     not_after < parent->not_after ? not_after
+									   : parent->not_after);
 	*spec = (struct x509_cert_spec){
 		.subject = ci->subject,
 		.not_before = now - ENGINE_CLOCK_SKEW,

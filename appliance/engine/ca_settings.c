@@ -151,7 +151,8 @@ static enum p11ca_err own_ext_build(const p11ca_v1_CaInitRequest *r,
 			"extendedKeyUsage: leave them out of its extensions");
 	const p11ca_v1_ExtensionSettings *below =
 		parent != NULL && parent->has_issued ? &parent->issued : NULL;
-	P11CA_GUARD(engine_ext_resolve(NULL, below, own, issuer, &o->ext, em));
+	/* ca init is for admins only: its request may set what it likes. */
+	P11CA_GUARD(engine_ext_resolve(NULL, below, own, true, issuer, &o->ext, em));
 	/* OCSPNoCheck and the TLS feature are for end entities: a parent's setting for what it
 	 * issues does not reach a CA certificate unless asked for here. */
 	o->ext.spec.ocsp_no_check = own != NULL && own->has_ocsp_no_check && own->ocsp_no_check;

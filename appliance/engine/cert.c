@@ -7,6 +7,7 @@
 
 #include <openssl/x509v3.h>
 
+#include "appliance/config_internal.h"
 #include "appliance/engine/plan.h"
 
 enum p11ca_err engine_watchers_parse(const char (*addrs)[255], size_t n, struct store_watcher *out,
@@ -19,17 +20,20 @@ enum p11ca_err engine_watchers_parse(const char (*addrs)[255], size_t n, struct 
 		GENERAL_NAME *gn = NULL;
 		struct p11ca_errmsg ignored;
 		size_t len = strnlen(addr, 255);
+		char why[300] = "";
 		/* x509_san_parse holds an address to what a certificate may carry: an addr-spec
-		 * with a dot-atom local part and a checked domain. */
+		 * with a dot-atom local part and a checked domain; config_addr_spec_check also
+		 * what the mail command gets as an argument (no leading '-'). */
 		bool ok = len > 0 && len <= STORE_EMAIL_MAX &&
 			  snprintf(text, sizeof(text), "email:%s", addr) < (int)sizeof(text) &&
-			  x509_san_parse(text, &gn, &ignored) == P11CA_OK;
+			  x509_san_parse(text, &gn, &ignored) == P11CA_OK &&
+			  config_addr_spec_check(addr, why, sizeof(why)) == P11CA_OK;
 		GENERAL_NAME_free(gn);
 		if (!ok)
 			return p11ca_fail(em, P11CA_E_INVALID_ARG,
-					  "watcher '%.254s' is not an email address: give one like "
-					  "user@example.com",
-					  addr);
+					  "watcher '%.254s' is not an email address%s%s: give one "
+					  "like user@example.com",
+					  addr, why[0] != '\0' ? ": " : "", why);
 		bool dup = false;
 		for (size_t k = 0; k < *n_out && !dup; k++)
 			dup = strcasecmp(out[k].email, addr) == 0;
@@ -72,8 +76,10 @@ enum p11ca_err engine_cert_issue(struct engine_call *c, const struct engine_ca *
 	if (err == P11CA_OK)
 		err = engine_plan_chain_load(txn, ca->rec.id, chain, &n_chain, em);
 	store_txn_abort(&txn);
+	struct engine_plan_request as_caller = *req;
+	as_caller.admin = c->role == RPC_ROLE_ADMIN;
 	if (err == P11CA_OK)
-		err = engine_plan_build(c->eng->cfg, ca, settings, chain, n_chain, req,
+		err = engine_plan_build(c->eng->cfg, ca, settings, chain, n_chain, &as_caller,
 					engine_now(), &plan, em);
 	if (err == P11CA_OK)
 		err = engine_signing_ready(c->eng, em);

@@ -18,6 +18,7 @@
 
 #include <openssl/crypto.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include "appliance/engine/engine_internal.h"
 
@@ -460,6 +461,17 @@ static enum p11ca_err compromised_check(const struct store_cert *cert, int64_t a
 	return P11CA_OK;
 }
 
+/* Whether a stored certificate is a CA's (basicConstraints cA; one that does not parse
+ * counts as one: refusing an operator is the safe side). */
+static bool der_is_ca(const struct store_cert *cert)
+{
+	const unsigned char *p = cert->der;
+	X509 *x = d2i_X509(NULL, &p, (long)cert->der_len);
+	bool ca = x == NULL || (X509_get_extension_flags(x) & EXFLAG_CA) != 0;
+	X509_free(x);
+	return ca;
+}
+
 enum p11ca_err engine_op_cert_revoke(struct engine_call *c, p11ca_v1_Request *req,
 				     p11ca_v1_Response *resp, struct p11ca_errmsg *em)
 {
@@ -503,13 +515,16 @@ enum p11ca_err engine_op_cert_revoke(struct engine_call *c, p11ca_v1_Request *re
 		err = store_cert_get(txn, info.ca_id, info.serial, cert, em);
 	store_txn_abort(&txn);
 	/* A CA's certificate, or anything the management CA issued (the appliance's own TLS
-	 * credentials), is key lifecycle: admins only. */
+	 * credentials), is key lifecycle: admins only. What the certificate says decides, not
+	 * the profile recorded with it: an imported intermediate is recorded as "imported". */
+	bool is_ca = err == P11CA_OK && (strcmp(cert->profile, "ca") == 0 || der_is_ca(cert));
 	if (err == P11CA_OK && c->role != RPC_ROLE_ADMIN &&
-	    (engine_ca_is_management(c->eng, ca) || strcmp(cert->profile, "ca") == 0))
-		err = p11ca_fail(em, P11CA_E_PERMISSION, "only an admin may revoke %s",
-				 strcmp(cert->profile, "ca") == 0
-					 ? "a CA's certificate"
-					 : "a certificate of the management CA");
+	    (engine_ca_is_management(c->eng, ca) || is_ca))
+		err = p11ca_fail(em, P11CA_E_PERMISSION,
+				 "only an admin may revoke %s: ask one (p11ca cert revoke with "
+				 "admin credentials)",
+				 is_ca ? "a CA's certificate"
+				       : "a certificate of the management CA");
 	if (err == P11CA_OK)
 		err = compromised_check(cert, r->compromised_at, now, em);
 	if (err != P11CA_OK)

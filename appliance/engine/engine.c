@@ -251,7 +251,7 @@ static void *notify_main(void *arg)
 		p11ca_v1_NotifyExpiringResponse out;
 		struct p11ca_errmsg em;
 		p11ca_errmsg_clear(&em);
-		if (engine_notify_run(t->eng, engine_now(), &out, &em) != P11CA_OK)
+		if (engine_notify_run(t->eng, engine_now(), NULL, &out, &em) != P11CA_OK)
 			p11ca_logf(t->eng->log, LOG_WARNING, "engine: expiry notifications: %s",
 				   p11ca_errmsg_text(&em));
 		pthread_mutex_lock(&t->lock);
@@ -330,6 +330,15 @@ static enum p11ca_err store_start(struct engine *eng, struct p11ca_errmsg *em)
 	return store_txn_commit(&txn, em);
 }
 
+/* The links supervise.c put in place are not close-on-exec (they had to cross one exec):
+ * mark them, so no program the engine starts (the notification command) inherits them. */
+static void cloexec_set(int fd)
+{
+	int flags = fd >= 0 ? fcntl(fd, F_GETFD) : -1;
+	if (flags >= 0)
+		fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+}
+
 enum p11ca_err engine_run(const struct p11cad_config *cfg, const struct engine_fds *fds,
 			  const struct p11ca_logger *log, struct p11ca_errmsg *em)
 {
@@ -340,6 +349,10 @@ enum p11ca_err engine_run(const struct p11cad_config *cfg, const struct engine_f
 	int wake[2] = {-1, -1};
 	enum p11ca_err err;
 	int control_fd = fds->control, rpc_fd = fds->rpc, signer_fd = fds->signer;
+
+	cloexec_set(control_fd);
+	cloexec_set(rpc_fd);
+	cloexec_set(signer_fd);
 
 	pthread_mutex_init(&eng.lock, NULL);
 	for (size_t i = 0; i < ENGINE_CRL_LOCKS; i++)

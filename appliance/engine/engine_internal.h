@@ -312,10 +312,17 @@ enum hsm_sig_alg engine_ca_sig_alg(const struct engine_ca *ca, const p11ca_v1_Ca
  * below notified_days (or any when 0); 0: nothing to send. Pure, for the tests. */
 uint32_t engine_notify_due(const unsigned *days, size_t n_days, int64_t not_after, int64_t now,
 			   uint32_t notified_days);
-/* Run one notification pass at `now` (the schedule and notify_expiring call it). */
+/* Run one notification pass at `now`: the schedule (actor NULL: records say "engine") and
+ * notify_expiring (actor: the caller's fingerprint, also on an audit record "notify.run"
+ * with the counts, even when nothing was due). Errors: P11CA_E_POLICY when another pass is
+ * running (try again when it ends), storage. */
 P11CA_MUST_CHECK enum p11ca_err engine_notify_run(struct engine *eng, int64_t now,
+						  const char *actor,
 						  p11ca_v1_NotifyExpiringResponse *out,
 						  struct p11ca_errmsg *em);
+/* A mail header value: ASCII as is, else RFC 2047 encoded words, each whole UTF-8
+ * characters. For the tests. */
+void engine_notify_header(const char *text, char *out, size_t cap);
 
 /* ca_init.c: create a CA (the ca_init handler and the bootstrap share it). */
 struct engine_ca_init {

@@ -10,10 +10,17 @@
  * a send whose record fails to commit is sent again (at least once, never silently lost).
  *
  * The command is the operator's sendmail-compatible program, started with fork + execve
- * (no shell): its words from the configuration, the recipient as the last argument, the
- * RFC 5322 message on standard input, standard output and error to the log (with the
- * recipient masked: addresses appear in the audit chain only), killed after
- * NOTIFY_TIMEOUT_MS. Exit status 0 means sent.
+ * (no shell): its words from the configuration, then "--" (unless the configuration already
+ * ends with it) and the recipient as the last argument, so an address can never be read as
+ * an option; the RFC 5322 message on standard input, standard output and error to the log
+ * (with the recipient masked: addresses appear in the audit chain only), killed after
+ * NOTIFY_TIMEOUT_MS. Exit status 0 means sent. The command inherits no descriptor but its
+ * three standard ones: the engine's signer, control and rpc links and the database stay
+ * out of its reach.
+ *
+ * A pass stops starting messages once it has run NOTIFY_PASS_MS (what is left goes out on
+ * the next pass), and a second pass while one runs is refused rather than queued, so
+ * `notify expiring` never ties up a worker for long.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -38,6 +45,8 @@
 #define NOTIFY_PAGE	  16
 #define NOTIFY_OUTPUT_MAX 2048
 #define NOTIFY_MSG_MAX	  8192
+#define NOTIFY_PASS_MS	  60000
+#define NOTIFY_B64_CHUNK  45 /* bytes of text per RFC 2047 encoded word: 60 in base64 */
 
 /* One pass at a time, whether from the schedule or `notify expiring`: two overlapping
  * passes would both see a threshold as unsent and send it twice. */
@@ -167,8 +176,10 @@ static void date_plain(int64_t t, char *out, size_t cap)
 		 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
 
-/* A header value: ASCII as is, anything else as one RFC 2047 encoded word per chunk. */
-static void header_text(const char *text, char *out, size_t cap)
+/* A header value: ASCII as is, anything else as one RFC 2047 encoded word per chunk of at
+ * most NOTIFY_B64_CHUNK bytes. A chunk never ends inside a UTF-8 character: each encoded
+ * word must decode to whole characters (RFC 2047 section 5). */
+void engine_notify_header(const char *text, char *out, size_t cap)
 {
 	bool ascii = true;
 	for (const unsigned char *c = (const unsigned char *)text; *c != '\0'; c++)
@@ -177,15 +188,24 @@ static void header_text(const char *text, char *out, size_t cap)
 		snprintf(out, cap, "%s", text);
 		return;
 	}
+	const unsigned char *u = (const unsigned char *)text;
 	size_t len = 0, n = strlen(text);
 	out[0] = '\0';
-	for (size_t off = 0; off < n; off += 45) {
-		unsigned char b64[64];
-		size_t chunk = n - off < 45 ? n - off : 45;
-		EVP_EncodeBlock(b64, (const unsigned char *)text + off, (int)chunk);
+	for (size_t off = 0, chunk; off < n; off += chunk) {
+		unsigned char b64[4 * ((NOTIFY_B64_CHUNK + 2) / 3) + 1];
+		chunk = n - off < NOTIFY_B64_CHUNK ? n - off : NOTIFY_B64_CHUNK;
+		/* Back up to a character's first byte (never below one byte: invalid UTF-8,
+		 * a run of continuation bytes, is still split somewhere). */
+		while (off + chunk < n && chunk > 1 && (u[off + chunk] & 0xc0) == 0x80)
+			chunk--;
+		if (off + chunk < n && (u[off + chunk] & 0xc0) == 0x80)
+			chunk = n - off < NOTIFY_B64_CHUNK ? n - off : NOTIFY_B64_CHUNK;
+		EVP_EncodeBlock(b64, u + off, (int)chunk);
 		int k = snprintf(out + len, cap - len, "%s=?UTF-8?B?%s?=", off ? "\r\n " : "", b64);
-		if (k < 0 || (size_t)k >= cap - len)
+		if (k < 0 || (size_t)k >= cap - len) {
+			out[len] = '\0';
 			return;
+		}
 		len += (size_t)k;
 	}
 }
@@ -201,7 +221,7 @@ static int message_build(const struct p11cad_config *cfg, const struct notify_it
 	engine_hex_format(it->serial, STORE_SERIAL_LEN, hex);
 	snprintf(line, sizeof(line), "Certificate %s expires in %ld day%s", it->cn, days,
 		 days == 1 ? "" : "s");
-	header_text(line, subj, sizeof(subj));
+	engine_notify_header(line, subj, sizeof(subj));
 	return snprintf(
 		out, cap,
 		"From: %s\r\n"
@@ -258,6 +278,11 @@ static void child_exec(char **argv, int in_fd, int out_fd)
 	sigaction(SIGPIPE, &dfl, NULL);
 	if (dup2(in_fd, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(out_fd, 2) < 0)
 		_exit(126);
+	/* Nothing else crosses into the command: not every descriptor of the engine is
+	 * close-on-exec (the links supervise.c put in place, LMDB's files), and the signer
+	 * link alone would let the command sign with every CA key. */
+	if (syscall(SYS_close_range, 3U, ~0U, 0) != 0)
+		_exit(126);
 	execve(argv[0], argv, envp);
 	_exit(127);
 }
@@ -283,8 +308,10 @@ static int child_talk(int pid, int pidfd, int in_fd, int out_fd, const char *msg
 		struct pollfd pf[3] = {{.fd = out_open ? out_fd : -1, .events = POLLIN},
 				       {.fd = exited ? -1 : pidfd, .events = POLLIN},
 				       {.fd = in_fd >= 0 ? in_fd : -1, .events = POLLOUT}};
-		if (poll(pf, 3, (int)(NOTIFY_TIMEOUT_MS - spent)) < 0 && errno != EINTR)
+		if (poll(pf, 3, (int)(NOTIFY_TIMEOUT_MS - spent)) < 0 && errno != EINTR) {
+			kill(pid, SIGKILL); /* else the wait below could block for ever */
 			break;
+		}
 		if (pf[2].revents != 0) {
 			ssize_t n = write(in_fd, msg + sent, len - sent);
 			if (n > 0)
@@ -321,10 +348,16 @@ static enum p11ca_err notify_exec(struct engine *eng, const char *rcpt, const ch
 	char *argv[CONFIG_NOTIFY_ARGV_MAX];
 	char rcpt_copy[STORE_EMAIL_MAX + 1];
 	int in[2] = {-1, -1}, out[2] = {-1, -1}, pidfd = -1;
+	static char dashes[] = "--";
+	/* Two slots stay free: "--" and the recipient (config.c keeps the same room). */
 	int n = config_command_split(eng->cfg->notify_command, buf, sizeof(buf), argv,
-				     CONFIG_NOTIFY_ARGV_MAX - 1);
+				     CONFIG_NOTIFY_ARGV_MAX - 2);
 	if (n <= 0)
 		return p11ca_fail(em, P11CA_E_CONFIG, "[notify] command is empty or too long");
+	/* The addresses are checked to start with no '-', and "--" ends the options anyway:
+	 * a recipient is never an option of the command. */
+	if (strcmp(argv[n - 1], "--") != 0)
+		argv[n++] = dashes;
 	snprintf(rcpt_copy, sizeof(rcpt_copy), "%s", rcpt);
 	argv[n] = rcpt_copy;
 	argv[n + 1] = NULL;
@@ -448,27 +481,59 @@ static enum p11ca_err item_send(struct engine *eng, struct notify_item *it, int6
 		return P11CA_OK;
 	out->certificates++;
 	job->it = it;
-	job->actor = "engine";
 	return commit_run(eng->commit, record_job_fn, job, em);
 }
 
-enum p11ca_err engine_notify_run(struct engine *eng, int64_t now,
+struct run_record {
+	const char *actor;
+	const p11ca_v1_NotifyExpiringResponse *out;
+	bool cut_short;
+};
+
+static enum p11ca_err run_record_fn(struct store_txn *txn, void *arg, struct p11ca_errmsg *em)
+{
+	const struct run_record *r = arg;
+	char details[160];
+	snprintf(details, sizeof(details), "%u messages sent for %u certificates, %u failed%s",
+		 r->out->messages_sent, r->out->certificates, r->out->messages_failed,
+		 r->cut_short ? "; stopped after the time limit, the rest go on the next pass"
+			      : "");
+	return store_audit_append(txn, "notify.run", r->actor, "", details, NULL, em);
+}
+
+static long ms_since(const struct timespec *t0)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (long)(t.tv_sec - t0->tv_sec) * 1000 + (t.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+enum p11ca_err engine_notify_run(struct engine *eng, int64_t now, const char *actor,
 				 p11ca_v1_NotifyExpiringResponse *out, struct p11ca_errmsg *em)
 {
 	const struct p11cad_config *cfg = eng->cfg;
 	memset(out, 0, sizeof(*out));
 	if (cfg->notify_command[0] == '\0' || cfg->n_notify_days == 0)
 		return P11CA_OK;
+	/* Refused, not queued: a caller waiting here would hold a worker for as long as the
+	 * running pass takes, and the running pass sends what a second one would. */
+	if (pthread_mutex_trylock(&notify_lock) != 0)
+		return p11ca_fail(em, P11CA_E_POLICY,
+				  "a notification pass is running; try again when it ends");
 	struct notify_pass *np = OPENSSL_zalloc(sizeof(*np));
 	struct record_job *job = OPENSSL_zalloc(sizeof(*job));
 	char *msg = OPENSSL_malloc(NOTIFY_MSG_MAX);
 	uint8_t cursor[STORE_CURSOR_MAX];
 	size_t cursor_len = 0;
 	enum p11ca_err err = P11CA_OK;
+	struct timespec t0;
+	bool cut_short = false;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	if (np == NULL || job == NULL || msg == NULL) {
 		err = p11ca_fail(em, P11CA_E_NOMEM, "out of memory");
 		goto out;
 	}
+	job->actor = actor != NULL ? actor : "engine";
 	/* days[] is descending: the first is the widest window. */
 	struct store_cert_query q = {
 		.order = STORE_ORDER_EXPIRY,
@@ -476,7 +541,6 @@ enum p11ca_err engine_notify_run(struct engine *eng, int64_t now,
 		.not_after_from = now + 1,
 		.not_after_until = now + (int64_t)cfg->notify_days[0] * ENGINE_DAY + 1,
 	};
-	pthread_mutex_lock(&notify_lock);
 	do {
 		np->eng = eng;
 		np->now = now;
@@ -490,16 +554,29 @@ enum p11ca_err engine_notify_run(struct engine *eng, int64_t now,
 		store_txn_abort(&np->txn);
 		if (err == P11CA_OK)
 			err = np->err;
-		for (size_t i = 0; err == P11CA_OK && i < np->n_items; i++)
-			err = item_send(eng, &np->items[i], now, out, job, msg, em);
-	} while (err == P11CA_OK && cursor_len != 0);
-	pthread_mutex_unlock(&notify_lock);
-	if (err == P11CA_OK && (out->messages_sent != 0 || out->messages_failed != 0))
-		p11ca_logf(eng->log, out->messages_failed != 0 ? LOG_WARNING : LOG_INFO,
+		/* Past the pass's budget no new certificate is started: what is left is
+		 * still due, and the next pass sends it. */
+		for (size_t i = 0; err == P11CA_OK && i < np->n_items && !cut_short; i++) {
+			cut_short = ms_since(&t0) >= NOTIFY_PASS_MS;
+			if (!cut_short)
+				err = item_send(eng, &np->items[i], now, out, job, msg, em);
+		}
+	} while (err == P11CA_OK && cursor_len != 0 && !cut_short);
+	if (err == P11CA_OK && (out->messages_sent != 0 || out->messages_failed != 0 || cut_short))
+		p11ca_logf(eng->log,
+			   out->messages_failed != 0 || cut_short ? LOG_WARNING : LOG_INFO,
 			   "notify: %u messages sent for %u certificates, %u failed (retried "
-			   "on the next run)",
-			   out->messages_sent, out->certificates, out->messages_failed);
+			   "on the next run)%s",
+			   out->messages_sent, out->certificates, out->messages_failed,
+			   cut_short ? "; the pass reached its time limit, the rest go on the "
+				       "next run"
+				     : "");
+	if (err == P11CA_OK && actor != NULL) {
+		struct run_record rr = {.actor = actor, .out = out, .cut_short = cut_short};
+		err = commit_run(eng->commit, run_record_fn, &rr, em);
+	}
 out:
+	pthread_mutex_unlock(&notify_lock);
 	OPENSSL_free(np);
 	OPENSSL_free(job);
 	OPENSSL_free(msg);
@@ -517,5 +594,9 @@ enum p11ca_err engine_op_notify_expiring(struct engine_call *c, p11ca_v1_Request
 				  "in the configuration (e.g. /usr/sbin/sendmail -i --) and "
 				  "restart p11cad");
 	}
-	return engine_notify_run(c->eng, engine_now(), &resp->result.notify_expiring, em);
+	enum p11ca_err err = engine_notify_run(c->eng, engine_now(), c->actor,
+					       &resp->result.notify_expiring, em);
+	if (err == P11CA_E_POLICY)
+		c->code_override = p11ca_v1_StatusCode_STATUS_CODE_FAILED_PRECONDITION;
+	return err;
 }

@@ -50,10 +50,24 @@ static enum p11ca_err alg_decide(const struct engine_ca *ca, const p11ca_v1_CaSe
 	return P11CA_OK;
 }
 
-static enum p11ca_err validity_decide(const struct p11cad_config *cfg, const struct engine_ca *ca,
-				      unsigned want, int64_t now, struct engine_plan *p,
-				      struct p11ca_errmsg *em)
+int64_t engine_chain_end(X509 *const *chain, size_t n, int64_t bound)
 {
+	for (size_t i = 0; i < n; i++) {
+		int64_t t = engine_asn1_time(X509_get0_notAfter(chain[i]));
+		if (t < bound)
+			bound = t;
+	}
+	return bound;
+}
+
+/* A certificate ends no later than the first certificate of its chain to end: past it, no
+ * relying party can build a path to it. */
+static enum p11ca_err validity_decide(const struct p11cad_config *cfg, const struct engine_ca *ca,
+				      X509 *const *chain, size_t n_chain, unsigned want,
+				      int64_t now, struct engine_plan *p, struct p11ca_errmsg *em)
+{
+	int64_t ca_end = engine_chain_end(chain, n_chain, ca->not_after);
+	const char *whose = ca_end < ca->not_after ? "the chain above " : "";
 	unsigned days = want != 0			? want
 			: p->profile->expires_days != 0 ? p->profile->expires_days
 							: cfg->cert_expires_days;
@@ -63,21 +77,21 @@ static enum p11ca_err validity_decide(const struct p11cad_config *cfg, const str
 				  PLAN_DAYS_MAX);
 	p->spec.not_before = now - ENGINE_CLOCK_SKEW;
 	p->spec.not_after = now + (int64_t)days * ENGINE_DAY;
-	if (p->spec.not_after > ca->not_after) {
+	if (p->spec.not_after > ca_end) {
 		char end[32], wanted[32];
-		engine_time_text(ca->not_after, end);
+		engine_time_text(ca_end, end);
 		engine_time_text(p->spec.not_after, wanted);
-		if (ca->not_after - now < ENGINE_DAY)
+		if (ca_end - now < ENGINE_DAY)
 			return p11ca_fail(
 				em, P11CA_E_INVALID_ARG,
-				"CA %s expires %s, in less than a day: issue from another "
+				"%sCA %s expires %s, in less than a day: issue from another "
 				"CA, or make a new one",
-				ca->rec.name, end);
+				whose, ca->rec.name, end);
 		return p11ca_fail(em, P11CA_E_INVALID_ARG,
-				  "the certificate would expire %s, after CA %s (%s): the latest "
-				  "possible date is %s; ask for at most %lld days",
-				  wanted, ca->rec.name, end, end,
-				  (long long)((ca->not_after - now) / ENGINE_DAY));
+				  "the certificate would expire %s, after %sCA %s (%s): the "
+				  "latest possible date is %s; ask for at most %lld days",
+				  wanted, whose, ca->rec.name, end, end,
+				  (long long)((ca_end - now) / ENGINE_DAY));
 	}
 	return P11CA_OK;
 }
@@ -86,15 +100,20 @@ static enum p11ca_err key_decide(const struct p11cad_config *cfg,
 				 const struct engine_plan_request *r, struct engine_plan *p,
 				 struct p11ca_errmsg *em)
 {
+	struct x509_csr_policy pol = {
+		.max_bytes = cfg->csr_max_bytes,
+		.min_rsa_bits = cfg->rsa_min_bits,
+		.min_rsa_exponent = cfg->rsa_min_exponent,
+	};
 	if (r->csr != NULL) {
-		struct x509_csr_policy pol = {
-			.max_bytes = cfg->csr_max_bytes,
-			.min_rsa_bits = cfg->rsa_min_bits,
-			.min_rsa_exponent = cfg->rsa_min_exponent,
-		};
 		P11CA_GUARD(x509_csr_load(r->csr, r->csr_len, &pol, &p->csr, &p->pub, em));
 		p->spec.spki = X509_REQ_get_X509_PUBKEY(p->csr);
-	} else if (r->public_key != NULL && EVP_PKEY_up_ref(r->public_key) == 1) {
+	} else if (r->public_key != NULL) {
+		/* A key from a stored certificate (resign) meets today's policy too: it may
+		 * have been imported, or issued before the limits were raised. */
+		P11CA_GUARD(x509_spki_check(r->spki, &pol, "the certificate's", em));
+		if (EVP_PKEY_up_ref(r->public_key) != 1)
+			return p11ca_fail(em, P11CA_E_NOMEM, "out of memory");
 		p->pub = r->public_key;
 		p->spec.spki = r->spki;
 	} else {
@@ -185,7 +204,7 @@ enum p11ca_err engine_plan_build(const struct p11cad_config *cfg, const struct e
 	}
 	err = alg_decide(ca, settings, r->alg, &p->spec.alg, em);
 	if (err == P11CA_OK)
-		err = validity_decide(cfg, ca, r->expires_days, now, p, em);
+		err = validity_decide(cfg, ca, chain, n_chain, r->expires_days, now, p, em);
 	if (err == P11CA_OK)
 		err = key_decide(cfg, r, p, em);
 	if (err == P11CA_OK)
@@ -196,7 +215,7 @@ enum p11ca_err engine_plan_build(const struct p11cad_config *cfg, const struct e
 	if (err == P11CA_OK)
 		err = engine_ext_resolve(p->profile,
 					 settings->has_issued ? &settings->issued : NULL, r->ext,
-					 &issuer, &p->ext, em);
+					 r->admin, &issuer, &p->ext, em);
 	if (err != P11CA_OK)
 		goto out;
 	p->spec.subject = p->subject;

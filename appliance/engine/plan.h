@@ -57,16 +57,24 @@ struct engine_ext_issuer {
  * keyUsage/EKU, policies, OCSPNoCheck and TLS feature and gates the CA layer's URLs
  * (add_crl_url, …). ca_layer and req_layer (either may be NULL) override it in that order,
  * field by field; the request's URLs are always used. URL templates are filled in for
- * `issuer`.
+ * `issuer`. Unless req_may_widen (an admin's request, a CA's own certificate), the request
+ * layer's keyUsage and extendedKeyUsage must be non-empty subsets of what the layers below
+ * give, and it may not add OCSPNoCheck.
  * Errors: P11CA_E_INVALID_ARG naming the field (a bad URL, template, policy, usage name or
- * issuerAltName), P11CA_E_NOMEM.
+ * issuerAltName), P11CA_E_PERMISSION (a usage widened: an admin may, or a profile can give
+ * it), P11CA_E_NOMEM.
  */
 P11CA_MUST_CHECK enum p11ca_err engine_ext_resolve(const struct p11cad_profile *profile,
 						   const p11ca_v1_ExtensionSettings *ca_layer,
 						   const p11ca_v1_ExtensionSettings *req_layer,
+						   bool req_may_widen,
 						   const struct engine_ext_issuer *issuer,
 						   struct engine_ext *out, struct p11ca_errmsg *em);
 void engine_ext_clear(struct engine_ext *e);
+
+/* What a layer sets, for an audit record: " crl_urls=[…] key_usage=[…] ocsp_no_check=true"
+ * (each set field, lists in full; cut at cap, always terminated). */
+void engine_ext_summary(const p11ca_v1_ExtensionSettings *e, char *out, size_t cap);
 
 /* Check one ExtensionSettings as a layer before it is stored (ca init, ca import, ca edit):
  * the same rules engine_ext_resolve applies, with templates allowed. */
@@ -133,6 +141,8 @@ struct engine_plan_request {
 	enum hsm_sig_alg alg;  /* HSM_SIG_UNSPECIFIED: the CA's setting, else the key's */
 	const p11ca_v1_ExtensionSettings *ext; /* the request layer; NULL: none */
 	bool no_cn_in_san, no_san_to_cn;
+	/* The caller is an admin: ext may widen the usages (engine_ext_resolve). */
+	bool admin;
 };
 
 /* A complete end-entity certificate but for its serial; owns everything spec points to. */
@@ -190,6 +200,10 @@ P11CA_MUST_CHECK enum p11ca_err engine_plan_chain_load(struct store_txn *txn, ui
 						       X509 *chain[ENGINE_CHAIN_MAX], size_t *n,
 						       struct p11ca_errmsg *em);
 void engine_plan_chain_free(X509 *chain[ENGINE_CHAIN_MAX], size_t *n);
+
+/* The earliest of `bound` and the notAfter of chain[0..n): when a certificate issued under
+ * that chain must end at the latest. */
+int64_t engine_chain_end(X509 *const *chain, size_t n, int64_t bound);
 
 /* The text "2031-05-01 12:00:00 UTC" of a time, for messages. */
 void engine_time_text(int64_t t, char out[32]);

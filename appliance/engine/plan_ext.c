@@ -1,7 +1,8 @@
 /*
  * ExtensionSettings layered over a profile (plan.h): profile < CA < request, per field. The
  * profile gates whether the CA's URLs are used; URLs a request gives are always used. URL
- * templates are filled in for the issuing CA.
+ * templates are filled in for the issuing CA. The request layer of a caller who is not an
+ * admin may only narrow the usages (keyUsage, extendedKeyUsage, OCSPNoCheck) below it.
  */
 #include <stdio.h>
 #include <string.h>
@@ -171,15 +172,14 @@ static enum p11ca_err usage_take(struct engine_ext *e, const p11ca_v1_UsageList 
 		e->n_eku = 0;
 		for (pb_size_t i = 0; i < eku->names_count && i < ENGINE_EXT_EKU_MAX; i++) {
 			const char *name = eku->names[i];
-			ASN1_OBJECT *obj = OBJ_txt2obj(name, 0);
-			bool known = obj != NULL && OBJ_obj2nid(obj) != NID_undef;
-			bool dotted = obj != NULL && strspn(name, "0123456789.") == strlen(name);
-			ASN1_OBJECT_free(obj);
-			if (!known && !dotted)
+			if (strlen(name) >= sizeof(e->eku[0]) || !profile_eku_name_ok(name))
 				return p11ca_fail(
 					em, P11CA_E_INVALID_ARG,
-					"extendedKeyUsage '%.39s' is unknown: use serverAuth, "
-					"clientAuth, … or a dotted OID",
+					"extendedKeyUsage '%.39s' is not a key purpose: use "
+					"serverAuth, clientAuth, codeSigning, emailProtection, "
+					"timeStamping, OCSPSigning, anyExtendedKeyUsage or a "
+					"dotted "
+					"OID",
 					name);
 			snprintf(e->eku[e->n_eku], sizeof(e->eku[0]), "%s", name);
 			e->eku_ptr[e->n_eku] = e->eku[e->n_eku];
@@ -209,6 +209,90 @@ static enum p11ca_err ian_take(struct engine_ext *e, const p11ca_v1_StringList *
 	return P11CA_OK;
 }
 
+/* What the profile and CA layers decided, for the request layer to stay within. */
+struct usage_base {
+	uint32_t key_usage;
+	bool key_usage_critical;
+	char eku[ENGINE_EXT_EKU_MAX][40];
+	size_t n_eku;
+	bool eku_critical;
+	bool ocsp_no_check;
+};
+
+static ASN1_OBJECT *eku_obj(const char *name)
+{
+	return OBJ_txt2obj(name, strspn(name, "0123456789.") == strlen(name) ? 1 : 0);
+}
+
+/* Whether EKU `name` is among base's (anyExtendedKeyUsage there admits every one). */
+static bool eku_within(const struct usage_base *b, const char *name)
+{
+	ASN1_OBJECT *want = eku_obj(name);
+	bool in = false;
+	for (size_t i = 0; i < b->n_eku && !in && want != NULL; i++) {
+		ASN1_OBJECT *have = eku_obj(b->eku[i]);
+		in = have != NULL &&
+		     (OBJ_cmp(have, want) == 0 || OBJ_obj2nid(have) == NID_anyExtendedKeyUsage);
+		ASN1_OBJECT_free(have);
+	}
+	ASN1_OBJECT_free(want);
+	return in;
+}
+
+#define WIDEN_HINT                                                                                 \
+	"only an admin may widen what the profile and the CA give; ask one, or define a "          \
+	"profile that has it"
+
+/*
+ * A caller who is not an admin may only narrow keyUsage, extendedKeyUsage and OCSPNoCheck:
+ * otherwise an operator allowed a client profile could get OCSPSigning (and sign OCSP
+ * answers for the CA), cRLSign, or a certificate with no usage limit at all. Criticality
+ * may be added, never taken away.
+ */
+static enum p11ca_err usage_narrow(struct engine_ext *e, const struct usage_base *b,
+				   const p11ca_v1_ExtensionSettings *req, const char *pname,
+				   struct p11ca_errmsg *em)
+{
+	if (req->has_key_usage) {
+		uint32_t extra = b->key_usage != 0 ? e->key_usage & ~b->key_usage : 0;
+		char names[200];
+		if (req->key_usage.names_count == 0 && b->key_usage != 0)
+			return p11ca_fail(em, P11CA_E_PERMISSION,
+					  "an empty keyUsage list would drop keyUsage (profile %s "
+					  "gives one): " WIDEN_HINT,
+					  pname);
+		if (extra != 0) {
+			profile_key_usage_format(extra, names, sizeof(names));
+			return p11ca_fail(em, P11CA_E_PERMISSION,
+					  "keyUsage %s is more than profile %s and the CA give: "
+					  "ask for a part of theirs; " WIDEN_HINT,
+					  names, pname);
+		}
+		e->key_usage_critical = e->key_usage_critical || b->key_usage_critical;
+	}
+	if (req->has_extended_key_usage) {
+		if (req->extended_key_usage.names_count == 0 && b->n_eku != 0)
+			return p11ca_fail(em, P11CA_E_PERMISSION,
+					  "an empty extendedKeyUsage list would drop "
+					  "extendedKeyUsage (profile %s gives one): " WIDEN_HINT,
+					  pname);
+		for (size_t i = 0; i < e->n_eku && b->n_eku != 0; i++)
+			if (!eku_within(b, e->eku[i]))
+				return p11ca_fail(
+					em, P11CA_E_PERMISSION,
+					"extendedKeyUsage %.39s is not one profile %s and "
+					"the CA give: ask for a part of theirs; " WIDEN_HINT,
+					e->eku[i], pname);
+		e->eku_critical = e->eku_critical || b->eku_critical;
+	}
+	if (req->has_ocsp_no_check && req->ocsp_no_check && !b->ocsp_no_check)
+		return p11ca_fail(em, P11CA_E_PERMISSION,
+				  "OCSPNoCheck is for OCSP responders and profile %s does not give "
+				  "it: " WIDEN_HINT,
+				  pname);
+	return P11CA_OK;
+}
+
 /* The first layer from the top that sets an optional bool, else the profile's value. */
 #define LAYER_BOOL(req, ca, field, dflt)                                                           \
 	((req) != NULL && (req)->has_##field ? (req)->field                                        \
@@ -221,7 +305,7 @@ static enum p11ca_err ian_take(struct engine_ext *e, const p11ca_v1_StringList *
 
 enum p11ca_err engine_ext_resolve(const struct p11cad_profile *pr,
 				  const p11ca_v1_ExtensionSettings *ca,
-				  const p11ca_v1_ExtensionSettings *req,
+				  const p11ca_v1_ExtensionSettings *req, bool req_may_widen,
 				  const struct engine_ext_issuer *issuer, struct engine_ext *out,
 				  struct p11ca_errmsg *em)
 {
@@ -248,8 +332,28 @@ enum p11ca_err engine_ext_resolve(const struct p11cad_profile *pr,
 		LAYER_BOOL(req, ca, ocsp_no_check, pr != NULL && pr->ocsp_no_check);
 	out->spec.tls_feature_status_request = LAYER_BOOL(
 		req, ca, tls_feature_status_request, pr != NULL && pr->tls_feature_status_request);
-	return usage_take(out, LAYER_MSG(req, ca, key_usage),
-			  LAYER_MSG(req, ca, extended_key_usage), em);
+	/* The CA layer (set by admins only) first; what it and the profile give is the
+	 * bound the request layer is held to. */
+	P11CA_GUARD(usage_take(
+		out, ca != NULL && ca->has_key_usage ? &ca->key_usage : NULL,
+		ca != NULL && ca->has_extended_key_usage ? &ca->extended_key_usage : NULL, em));
+	if (req == NULL)
+		return P11CA_OK;
+	struct usage_base base = {
+		.key_usage = out->key_usage,
+		.key_usage_critical = out->key_usage_critical,
+		.n_eku = out->n_eku,
+		.eku_critical = out->eku_critical,
+		.ocsp_no_check = ca != NULL && ca->has_ocsp_no_check ? ca->ocsp_no_check
+				 : pr != NULL			     ? pr->ocsp_no_check
+								     : false,
+	};
+	memcpy(base.eku, out->eku, sizeof(base.eku));
+	P11CA_GUARD(usage_take(out, req->has_key_usage ? &req->key_usage : NULL,
+			       req->has_extended_key_usage ? &req->extended_key_usage : NULL, em));
+	if (req_may_widen)
+		return P11CA_OK;
+	return usage_narrow(out, &base, req, pr != NULL ? pr->name : "(none)", em);
 }
 
 void engine_ext_clear(struct engine_ext *e)
@@ -271,8 +375,79 @@ enum p11ca_err engine_ext_check(const p11ca_v1_ExtensionSettings *layer, struct 
 	};
 	if (e == NULL)
 		return p11ca_fail(em, P11CA_E_NOMEM, "out of memory");
-	enum p11ca_err err = engine_ext_resolve(NULL, layer, NULL, &probe, e, em);
+	enum p11ca_err err = engine_ext_resolve(NULL, layer, NULL, true, &probe, e, em);
 	engine_ext_clear(e);
 	OPENSSL_free(e);
 	return err;
 }
+
+/* Append the strings (up to a NULL) to out[cap] at *n; cut at cap, still terminated. */
+static void sum_put(char *out, size_t cap, size_t *n, const char *const *parts)
+{
+	for (; *parts != NULL; parts++) {
+		size_t len = strlen(*parts);
+		if (*n + 1 >= cap)
+			return;
+		if (len > cap - 1 - *n)
+			len = cap - 1 - *n;
+		memcpy(out + *n, *parts, len);
+		*n += len;
+		out[*n] = '\0';
+	}
+}
+
+#define SUM(...) sum_put(out, cap, &n, (const char *const[]){__VA_ARGS__, NULL})
+
+static void sum_list(char *out, size_t cap, size_t *np, const char *key, const char (*v)[256],
+		     size_t cnt)
+{
+	size_t n = *np;
+	SUM(" ", key, "=[");
+	for (size_t i = 0; i < cnt; i++)
+		SUM(i ? " " : "", v[i]);
+	SUM("]");
+	*np = n;
+}
+
+static void sum_names(char *out, size_t cap, size_t *np, const char *key,
+		      const p11ca_v1_UsageList *l)
+{
+	size_t n = *np;
+	SUM(" ", key, "=[");
+	for (size_t i = 0; i < l->names_count; i++)
+		SUM(i ? " " : "", l->names[i]);
+	SUM("]", l->critical ? " critical" : "");
+	*np = n;
+}
+
+void engine_ext_summary(const p11ca_v1_ExtensionSettings *e, char *out, size_t cap)
+{
+	size_t n = 0;
+	out[0] = '\0';
+	if (e->has_crl_urls)
+		sum_list(out, cap, &n, "crl_urls", e->crl_urls.values, e->crl_urls.values_count);
+	if (e->has_ocsp_urls)
+		sum_list(out, cap, &n, "ocsp_urls", e->ocsp_urls.values, e->ocsp_urls.values_count);
+	if (e->has_issuer_urls)
+		sum_list(out, cap, &n, "issuer_urls", e->issuer_urls.values,
+			 e->issuer_urls.values_count);
+	if (e->has_issuer_alt_names)
+		sum_list(out, cap, &n, "issuer_alt_names", e->issuer_alt_names.values,
+			 e->issuer_alt_names.values_count);
+	if (e->has_policies) {
+		SUM(" policies=[");
+		for (size_t i = 0; i < e->policies.policies_count; i++)
+			SUM(i ? " " : "", e->policies.policies[i].oid);
+		SUM("]");
+	}
+	if (e->has_key_usage)
+		sum_names(out, cap, &n, "key_usage", &e->key_usage);
+	if (e->has_extended_key_usage)
+		sum_names(out, cap, &n, "extended_key_usage", &e->extended_key_usage);
+	if (e->has_ocsp_no_check)
+		SUM(" ocsp_no_check=", e->ocsp_no_check ? "true" : "false");
+	if (e->has_tls_feature_status_request)
+		SUM(" tls_feature_status_request=",
+		    e->tls_feature_status_request ? "true" : "false");
+}
+#undef SUM

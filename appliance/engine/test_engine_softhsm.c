@@ -1406,7 +1406,8 @@ static void test_profiles_extensions(void **state)
 		X509_free(x);
 	}
 
-	/* The request layer: no CRL URL, must-staple, and its own EKU. */
+	/* The request layer: no CRL URL, must-staple, and its own EKU. An operator may only
+	 * narrow the profile's usages (webserver has serverAuth only); an admin may widen. */
 	p11ca_v1_CertSignRequest *cs = sign_req("r4", "q.example.test");
 	cs->has_extensions = true;
 	cs->extensions.has_crl_urls = true;
@@ -1416,6 +1417,9 @@ static void test_profiles_extensions(void **state)
 	cs->extensions.extended_key_usage.names_count = 1;
 	snprintf(cs->extensions.extended_key_usage.names[0], 40, "timeStamping");
 	cs->extensions.extended_key_usage.critical = true;
+	r = call_expect(S(PERMISSION_DENIED));
+	assert_non_null(strstr(r->status.message, "only an admin may widen"));
+	S.in->caller.role = p11ca_forward_v1_Role_ROLE_ADMIN;
 	r = call_expect(S(OK));
 	X509 *x = der_cert(r->result.cert_sign.certificate_der.bytes,
 			   r->result.cert_sign.certificate_der.size);

@@ -15,7 +15,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -24,6 +28,7 @@
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include "appliance/config_internal.h"
 #include "appliance/engine/engine_internal.h"
@@ -297,7 +302,7 @@ static void test_notify_run_days(void **state)
 		bool fail_today = now == exp - 7 * DAY;
 		if (fail_today)
 			touch(f->fail, true);
-		assert_int_equal(engine_notify_run(&f->eng, now, &out, &em), P11CA_OK);
+		assert_int_equal(engine_notify_run(&f->eng, now, NULL, &out, &em), P11CA_OK);
 		if (fail_today) {
 			touch(f->fail, false);
 			assert_int_equal(out.messages_failed, 2);
@@ -360,13 +365,13 @@ static void test_notify_off(void **state)
 
 	/* A command that is not there: counted as failed, nothing recorded. */
 	snprintf(f->cfg.notify_command, sizeof(f->cfg.notify_command), "%.900s/missing", f->dir);
-	assert_int_equal(engine_notify_run(&f->eng, T0, &out, &em), P11CA_OK);
+	assert_int_equal(engine_notify_run(&f->eng, T0, NULL, &out, &em), P11CA_OK);
 	assert_int_equal(out.messages_failed, 1);
 	assert_non_null(strstr(f->log.text, "exit status 127"));
 
 	/* No command: a pass does nothing, and `notify expiring` says what to configure. */
 	f->cfg.notify_command[0] = '\0';
-	assert_int_equal(engine_notify_run(&f->eng, T0, &out, &em), P11CA_OK);
+	assert_int_equal(engine_notify_run(&f->eng, T0, NULL, &out, &em), P11CA_OK);
 	assert_int_equal(out.messages_sent + out.messages_failed, 0);
 	p11ca_v1_Request *req = calloc(1, sizeof(*req));
 	p11ca_v1_Response *resp = calloc(1, sizeof(*resp));
@@ -376,6 +381,282 @@ static void test_notify_off(void **state)
 	assert_non_null(strstr(em.text, "[notify] command"));
 	free(req);
 	free(resp);
+}
+
+/* Writes a fake mail command: `body` runs after the line that records its arguments. */
+static void command_write(struct fx *f, const char *name, const char *body)
+{
+	char script[PATH_MAX + 32];
+	snprintf(script, sizeof(script), "%s/%s", f->dir, name);
+	FILE *s = fopen(script, "w");
+	assert_non_null(s);
+	fprintf(s, "#!/bin/sh\nprintf '%%s|' \"$@\" >> '%s/args.log'; echo >> '%s/args.log'\n%s\n",
+		f->dir, f->dir, body);
+	assert_int_equal(fclose(s), 0);
+	assert_int_equal(chmod(script, 0700), 0);
+	snprintf(f->cfg.notify_command, sizeof(f->cfg.notify_command), "%.900s %s", script, "-i");
+}
+
+static void test_notify_command_fds_and_args(void **state)
+{
+	struct fx *f = *state;
+	static const char *const one[] = {"alice@example.org"};
+	uint8_t s[STORE_SERIAL_LEN];
+	char path[PATH_MAX + 32], body[3 * PATH_MAX];
+	cert_add(f, f->ca_id, "a.example.org", T0 + DAY, "webserver", one, 1, s);
+	/* What the engine has open without close-on-exec, as in production: the links
+	 * supervise.c dup2s to 3, 4 and 5, and a file. */
+	int sv[2];
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	snprintf(path, sizeof(path), "%s/canary", f->dir);
+	int canary = open(path, O_RDWR | O_CREAT, 0600);
+	assert_true(canary > 2);
+	/* The command lists the shell's descriptors (/proc/$$: not ls's own), with what
+	 * each points to. */
+	snprintf(body, sizeof(body), "ls -l /proc/$$/fd >> '%s/fds.log'\ncat > /dev/null", f->dir);
+	command_write(f, "lister", body);
+
+	p11ca_v1_NotifyExpiringResponse out;
+	struct p11ca_errmsg em = {0};
+	assert_int_equal(engine_notify_run(&f->eng, T0, NULL, &out, &em), P11CA_OK);
+	assert_int_equal(out.messages_sent, 1);
+	close(sv[0]);
+	close(sv[1]);
+	close(canary);
+
+	snprintf(path, sizeof(path), "%s/fds.log", f->dir);
+	char *fds = slurp(path);
+	/* Every descriptor above 2 is one the shell made itself (its script, saved copies of
+	 * its standard ones), none is the engine's: no socket, no database, no canary. */
+	char script[PATH_MAX + 32], std[3][128] = {"", "", ""};
+	snprintf(script, sizeof(script), "%s/lister", f->dir);
+	int seen = 0, n_fd = 0, fd_num[64];
+	const char *fd_target[64];
+	for (char *save = NULL, *l = strtok_r(fds, "\n", &save); l != NULL && n_fd < 64;
+	     l = strtok_r(NULL, "\n", &save)) {
+		char *arrow = strstr(l, " -> ");
+		if (arrow == NULL)
+			continue; /* "total 0" */
+		*arrow = '\0';
+		char *num = strrchr(l, ' ');
+		assert_non_null(num);
+		fd_num[n_fd] = atoi(num + 1);
+		fd_target[n_fd] = arrow + 4;
+		if (fd_num[n_fd] <= 2) {
+			seen |= 1 << fd_num[n_fd];
+			snprintf(std[fd_num[n_fd]], sizeof(std[0]), "%s", arrow + 4);
+		}
+		n_fd++;
+	}
+	for (int i = 0; i < n_fd; i++) {
+		const char *t = fd_target[i];
+		if (fd_num[i] > 2 && strcmp(t, script) != 0 && strcmp(t, "/dev/null") != 0 &&
+		    strcmp(t, std[0]) != 0 && strcmp(t, std[2]) != 0)
+			fail_msg("the command inherited fd %d (%s)", fd_num[i], t);
+	}
+	assert_int_equal(seen, 7); /* the listing worked: 0, 1 and 2 are there */
+	free(fds);
+
+	/* The recipient comes after "--", so it is never an option. */
+	snprintf(path, sizeof(path), "%s/args.log", f->dir);
+	char *args = slurp(path);
+	assert_string_equal(args, "-i|--|alice@example.org|\n");
+	free(args);
+	/* A command that already ends with "--" gets no second one (sendmail would take
+	 * it for an address). */
+	touch(path, false);
+	assert_int_equal(strlen(f->cfg.notify_command) + 4 < sizeof(f->cfg.notify_command), 1);
+	strcat(f->cfg.notify_command, " --");
+	struct store_cert *c = calloc(1, sizeof(*c));
+	struct store_txn *txn = tu_txn(f->eng.st, STORE_TXN_WRITE);
+	struct store_watcher w = {0};
+	snprintf(w.email, sizeof(w.email), "bob@example.org");
+	assert_int_equal(store_cert_watchers_set(txn, f->ca_id, s, &w, 1, &em), P11CA_OK);
+	tu_audit(txn, "watchers");
+	tu_commit(&txn);
+	free(c);
+	assert_int_equal(engine_notify_run(&f->eng, T0, NULL, &out, &em), P11CA_OK);
+	assert_int_equal(out.messages_sent, 1);
+	args = slurp(path);
+	assert_string_equal(args, "-i|--|bob@example.org|\n");
+	free(args);
+}
+
+/* ---- one pass at a time, and its record -------------------------------------------------- */
+
+struct bg_pass {
+	struct fx *f;
+	p11ca_v1_NotifyExpiringResponse out;
+	struct p11ca_errmsg em;
+	enum p11ca_err err;
+};
+
+static void *bg_pass_main(void *arg)
+{
+	struct bg_pass *b = arg;
+	b->err = engine_notify_run(&b->f->eng, T0, "A1B2", &b->out, &b->em);
+	return NULL;
+}
+
+struct audit_find {
+	const char *event;
+	struct store_audit_entry last;
+	int n;
+};
+
+static int audit_find_fn(void *arg, const struct store_audit_entry *e)
+{
+	struct audit_find *a = arg;
+	if (strcmp(e->event, a->event) == 0) {
+		a->last = *e;
+		a->n++;
+	}
+	return 0;
+}
+
+static struct audit_find audit_find(struct fx *f, const char *event)
+{
+	struct audit_find a = {.event = event};
+	struct p11ca_errmsg em = {0};
+	struct store_txn *txn = tu_txn(f->eng.st, STORE_TXN_READ);
+	assert_int_equal(store_audit_list(txn, 1, audit_find_fn, &a, &em), P11CA_OK);
+	store_txn_abort(&txn);
+	return a;
+}
+
+static void test_notify_one_pass_at_a_time(void **state)
+{
+	struct fx *f = *state;
+	static const char *const one[] = {"alice@example.org"};
+	uint8_t s[STORE_SERIAL_LEN];
+	char started[PATH_MAX + 16], go[PATH_MAX + 16], body[3 * PATH_MAX];
+	cert_add(f, f->ca_id, "a.example.org", T0 + DAY, "webserver", one, 1, s);
+	/* The command says it started through one FIFO and waits on another: the pass is
+	 * held in the middle without any sleep. */
+	snprintf(started, sizeof(started), "%s/started", f->dir);
+	snprintf(go, sizeof(go), "%s/go", f->dir);
+	assert_int_equal(mkfifo(started, 0600), 0);
+	assert_int_equal(mkfifo(go, 0600), 0);
+	snprintf(body, sizeof(body), "echo started > '%s'\nread x < '%s'\ncat > /dev/null", started,
+		 go);
+	command_write(f, "held", body);
+
+	struct bg_pass *b = calloc(1, sizeof(*b));
+	b->f = f;
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, bg_pass_main, b), 0);
+	FILE *st = fopen(started, "r"); /* opens once the command does */
+	assert_non_null(st);
+	char line[32];
+	assert_non_null(fgets(line, sizeof(line), st));
+	fclose(st);
+
+	/* A second pass is refused at once, saying why, rather than waiting. */
+	p11ca_v1_NotifyExpiringResponse out;
+	struct p11ca_errmsg em = {0};
+	assert_int_equal(engine_notify_run(&f->eng, T0, NULL, &out, &em), P11CA_E_POLICY);
+	assert_non_null(strstr(em.text, "a notification pass is running; try again"));
+	p11ca_v1_Request *req = calloc(1, sizeof(*req));
+	p11ca_v1_Response *resp = calloc(1, sizeof(*resp));
+	struct engine_call call = {.eng = &f->eng, .role = RPC_ROLE_OPERATOR, .actor = "C3D4"};
+	p11ca_errmsg_clear(&em);
+	assert_int_equal(engine_op_notify_expiring(&call, req, resp, &em), P11CA_E_POLICY);
+	assert_int_equal(call.code_override, p11ca_v1_StatusCode_STATUS_CODE_FAILED_PRECONDITION);
+
+	FILE *g = fopen(go, "w");
+	assert_non_null(g);
+	fputs("go\n", g);
+	fclose(g);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	assert_int_equal(b->err, P11CA_OK);
+	assert_int_equal(b->out.messages_sent, 1);
+
+	/* The on-demand pass is recorded with its caller, as is the message it sent. */
+	struct audit_find a = audit_find(f, "notify.run");
+	assert_int_equal(a.n, 1);
+	assert_string_equal(a.last.actor, "A1B2");
+	assert_non_null(strstr(a.last.details, "1 messages sent for 1 certificates, 0 failed"));
+	a = audit_find(f, "cert.notify");
+	assert_int_equal(a.n, 1);
+	assert_string_equal(a.last.actor, "A1B2");
+
+	/* A pass with nothing due still leaves its record; the schedule's leaves none. */
+	p11ca_errmsg_clear(&em);
+	call.code_override = 0;
+	assert_int_equal(engine_op_notify_expiring(&call, req, resp, &em), P11CA_OK);
+	a = audit_find(f, "notify.run");
+	assert_int_equal(a.n, 2);
+	assert_string_equal(a.last.actor, "C3D4");
+	assert_non_null(strstr(a.last.details, "0 messages sent"));
+	assert_int_equal(engine_notify_run(&f->eng, T0, NULL, &out, &em), P11CA_OK);
+	assert_int_equal(audit_find(f, "notify.run").n, 2);
+	free(req);
+	free(resp);
+	free(b);
+}
+
+/* ---- the Subject header ------------------------------------------------------------------ */
+
+/* Whether s[0..n) is whole UTF-8 characters. */
+static bool utf8_whole(const unsigned char *s, size_t n)
+{
+	for (size_t i = 0; i < n;) {
+		size_t k = s[i] < 0x80		   ? 1
+			   : (s[i] & 0xe0) == 0xc0 ? 2
+			   : (s[i] & 0xf0) == 0xe0 ? 3
+			   : (s[i] & 0xf8) == 0xf0 ? 4
+						   : 0;
+		if (k == 0 || i + k > n)
+			return false;
+		for (size_t j = 1; j < k; j++)
+			if ((s[i + j] & 0xc0) != 0x80)
+				return false;
+		i += k;
+	}
+	return true;
+}
+
+static void test_notify_header(void **state)
+{
+	(void)state;
+	char out[2048], in[600];
+	engine_notify_header("plain ASCII", out, sizeof(out));
+	assert_string_equal(out, "plain ASCII");
+	/* Two-, three- and four-byte characters at every offset against the 45-byte chunks. */
+	static const char *const chars[] = {"\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x94\x92"};
+	for (size_t c = 0; c < 3; c++) {
+		for (size_t shift = 0; shift < 4; shift++) {
+			size_t n = (size_t)snprintf(in, sizeof(in), "Certificate %.*s", (int)shift,
+						    "xxx");
+			for (int i = 0; i < 40; i++)
+				n += (size_t)snprintf(in + n, sizeof(in) - n, "%s", chars[c]);
+			engine_notify_header(in, out, sizeof(out));
+			/* Each encoded word decodes to whole characters; all of them to the
+			 * input. */
+			char joined[600] = "";
+			size_t jl = 0;
+			for (char *p = out; (p = strstr(p, "=?UTF-8?B?")) != NULL;) {
+				p += 10;
+				char *end = strstr(p, "?=");
+				assert_non_null(end);
+				unsigned char dec[128];
+				int len = EVP_DecodeBlock(dec, (const unsigned char *)p,
+							  (int)(end - p));
+				assert_true(len > 0);
+				/* EVP_DecodeBlock counts the padding as zero bytes. */
+				len -= (end[-1] == '=') + (end[-1] == '=' && end[-2] == '=');
+				if (!utf8_whole(dec, (size_t)len))
+					fail_msg("char %zu shift %zu: an encoded word splits a "
+						 "character: %s",
+						 c, shift, out);
+				memcpy(joined + jl, dec, (size_t)len);
+				jl += (size_t)len;
+				p = end + 2;
+			}
+			joined[jl] = '\0';
+			assert_string_equal(joined, in);
+		}
+	}
 }
 
 /* ---- cert list --------------------------------------------------------------------------- */
@@ -792,6 +1073,38 @@ static void test_revoke_refusals(void **state)
 	assert_int_equal(engine_op_cert_revoke(&c->call, c->req, c->resp, &c->em),
 			 P11CA_E_INVALID_ARG);
 
+	/* An imported intermediate is recorded with profile "imported": the certificate's
+	 * basicConstraints, not that name, makes its revocation an admin's. */
+	uint8_t si[STORE_SERIAL_LEN];
+	X509 *inter =
+		cert_make(f->ca_cert, f->ca_key, "Imported Sub CA", now - DAY, now + 90 * DAY, si);
+	X509_EXTENSION *bc =
+		X509V3_EXT_conf_nid(NULL, NULL, NID_basic_constraints, "critical,CA:TRUE");
+	assert_non_null(bc);
+	assert_int_equal(X509_add_ext(inter, bc, -1), 1);
+	X509_EXTENSION_free(bc);
+	assert_true(X509_sign(inter, f->ca_key, EVP_sha256()) > 0);
+	uint8_t *der = malloc(STORE_CERT_DER_MAX);
+	size_t der_len = der_of(inter, der);
+	struct store_txn *txn = tu_txn(f->eng.st, STORE_TXN_WRITE);
+	struct p11ca_errmsg em = {0};
+	assert_int_equal(store_cert_import(txn, f->ca_id, si, der, der_len, now + 90 * DAY,
+					   "imported", "test", NULL, 0, &em),
+			 P11CA_OK);
+	tu_audit(txn, "cert");
+	tu_commit(&txn);
+	free(der);
+	X509_free(inter);
+	engine_hex_format(si, STORE_SERIAL_LEN, hex);
+	snprintf(r->serial, sizeof(r->serial), "%s", hex);
+	r->reason = 0;
+	c->call.role = RPC_ROLE_OPERATOR;
+	call_reset(c);
+	assert_int_equal(engine_op_cert_revoke(&c->call, c->req, c->resp, &c->em),
+			 P11CA_E_PERMISSION);
+	assert_non_null(strstr(c->em.text, "only an admin may revoke a CA's certificate"));
+	c->call.role = RPC_ROLE_ADMIN;
+
 	/* ca revoke: roots and the management CA are refused before anything changes. */
 	p11ca_v1_CaRevokeRequest *cr = &c->req->op.ca_revoke;
 	memset(cr, 0, sizeof(*cr));
@@ -825,6 +1138,9 @@ int main(void)
 		cmocka_unit_test(test_notify_due),
 		cmocka_unit_test_setup_teardown(test_notify_run_days, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_notify_off, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_notify_command_fds_and_args, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_notify_one_pass_at_a_time, setup, teardown),
+		cmocka_unit_test(test_notify_header),
 		cmocka_unit_test_setup_teardown(test_cert_list, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cert_list_orphans, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_watchers, setup, teardown),

@@ -253,7 +253,7 @@ static void test_ca_and_request_layers(void **state)
 	assert_int_equal(fx_build(&f), P11CA_OK);
 	const struct x509_cert_spec *s = &f.plan->spec;
 	assert_int_equal(s->key_usage, X509v3_KU_DIGITAL_SIGNATURE);
-	assert_false(s->key_usage_critical);
+	assert_true(s->key_usage_critical); /* narrowed, still critical as the profile has it */
 	assert_int_equal(s->n_eku, 2);
 	assert_string_equal(s->eku[0], "clientAuth");
 	assert_int_equal(s->ext->n_crl_urls, 1);
@@ -264,9 +264,11 @@ static void test_ca_and_request_layers(void **state)
 	assert_true(s->ext->ocsp_no_check);
 	assert_true(s->ext->tls_feature_status_request);
 
-	/* A request that wants no CRL URL; another that empties keyUsage. */
+	/* A request that wants no CRL URL; another that empties keyUsage (an admin's only). */
 	rq.has_crl_urls = true;
 	rq.key_usage.names_count = 0;
+	expect_refusal(&f, P11CA_E_PERMISSION, "empty keyUsage");
+	f.req.admin = true;
 	assert_int_equal(fx_build(&f), P11CA_OK);
 	assert_int_equal(f.plan->spec.ext->n_crl_urls, 0);
 	assert_int_equal(f.plan->spec.key_usage, 0);
@@ -329,6 +331,161 @@ static void test_ext_refusals(void **state)
 	/* A good layer passes the check. */
 	rq.issuer_alt_names.values_count = 0;
 	assert_int_equal(engine_ext_check(&rq, &f.em), P11CA_OK);
+	fx_done(&f);
+}
+
+/* The request layer of a caller who is not an admin only narrows the usages the profile
+ * and the CA give (the review's exploit: an operator with profile webserver asking for
+ * OCSPSigning, cRLSign, OCSPNoCheck, or no usage limit at all). */
+static void test_request_narrows_only(void **state)
+{
+	(void)state;
+	struct fx f;
+	fx_init(&f, "EC", NULL);
+	f.req.subject = "CN=www.example.com";
+	p11ca_v1_ExtensionSettings rq = {0};
+	f.req.ext = &rq;
+
+	/* keyUsage: a part of the profile's is fine, more is not, none is not. */
+	rq.has_key_usage = true;
+	rq.key_usage.names_count = 1;
+	snprintf(rq.key_usage.names[0], 40, "keyEncipherment");
+	assert_int_equal(fx_build(&f), P11CA_OK);
+	assert_int_equal(f.plan->spec.key_usage, X509v3_KU_KEY_ENCIPHERMENT);
+	rq.key_usage.names_count = 2;
+	snprintf(rq.key_usage.names[1], 40, "cRLSign");
+	expect_refusal(&f, P11CA_E_PERMISSION, "keyUsage cRLSign is more than profile webserver");
+	assert_non_null(strstr(f.em.text, "only an admin may widen"));
+	assert_non_null(strstr(f.em.text, "define a profile"));
+	rq.key_usage.names_count = 0;
+	expect_refusal(&f, P11CA_E_PERMISSION, "empty keyUsage list");
+	rq.has_key_usage = false;
+
+	/* extendedKeyUsage: by OID, so a dotted serverAuth is the profile's own. */
+	rq.has_extended_key_usage = true;
+	rq.extended_key_usage.names_count = 1;
+	snprintf(rq.extended_key_usage.names[0], 40, "1.3.6.1.5.5.7.3.1");
+	assert_int_equal(fx_build(&f), P11CA_OK);
+	static const char *const wide[] = {"OCSPSigning", "anyExtendedKeyUsage", "codeSigning",
+					   "1.3.6.1.5.5.7.3.9"};
+	for (size_t i = 0; i < 4; i++) {
+		snprintf(rq.extended_key_usage.names[0], 40, "%s", wide[i]);
+		expect_refusal(&f, P11CA_E_PERMISSION, wide[i]);
+		assert_non_null(strstr(f.em.text, "only an admin may widen"));
+	}
+	rq.extended_key_usage.names_count = 0;
+	expect_refusal(&f, P11CA_E_PERMISSION, "empty extendedKeyUsage list");
+	rq.has_extended_key_usage = false;
+
+	/* OCSPNoCheck: never added; taking it away narrows. */
+	rq.has_ocsp_no_check = true;
+	rq.ocsp_no_check = true;
+	expect_refusal(&f, P11CA_E_PERMISSION, "OCSPNoCheck");
+	f.req.profile = "ocsp";
+	assert_int_equal(fx_build(&f), P11CA_OK);
+	rq.ocsp_no_check = false;
+	assert_int_equal(fx_build(&f), P11CA_OK);
+	assert_false(f.plan->spec.ext->ocsp_no_check);
+	f.req.profile = NULL;
+
+	/* What the CA layer adds (admins set it) counts as given. */
+	settings.has_issued = true;
+	settings.issued.has_extended_key_usage = true;
+	settings.issued.extended_key_usage.names_count = 2;
+	snprintf(settings.issued.extended_key_usage.names[0], 40, "serverAuth");
+	snprintf(settings.issued.extended_key_usage.names[1], 40, "clientAuth");
+	rq.has_ocsp_no_check = false;
+	rq.has_extended_key_usage = true;
+	rq.extended_key_usage.names_count = 1;
+	snprintf(rq.extended_key_usage.names[0], 40, "clientAuth");
+	assert_int_equal(fx_build(&f), P11CA_OK);
+	assert_int_equal(f.plan->spec.n_eku, 1);
+	assert_string_equal(f.plan->spec.eku[0], "clientAuth");
+
+	/* An admin may widen all of it. */
+	f.req.admin = true;
+	rq.extended_key_usage.names_count = 2;
+	snprintf(rq.extended_key_usage.names[1], 40, "OCSPSigning");
+	rq.has_key_usage = true;
+	rq.key_usage.names_count = 1;
+	snprintf(rq.key_usage.names[0], 40, "cRLSign");
+	rq.has_ocsp_no_check = true;
+	rq.ocsp_no_check = true;
+	assert_int_equal(fx_build(&f), P11CA_OK);
+	assert_int_equal(f.plan->spec.key_usage, X509v3_KU_CRL_SIGN);
+	assert_int_equal(f.plan->spec.n_eku, 2);
+	assert_true(f.plan->spec.ext->ocsp_no_check);
+
+	/* Only key purposes are extendedKeyUsage names, even for an admin. */
+	static const char *const not_kp[] = {"commonName", "sha256", "CN", "rsaEncryption"};
+	for (size_t i = 0; i < 4; i++) {
+		snprintf(rq.extended_key_usage.names[1], 40, "%s", not_kp[i]);
+		expect_refusal(&f, P11CA_E_INVALID_ARG, "is not a key purpose");
+	}
+	memset(&settings.issued, 0, sizeof(settings.issued));
+	settings.has_issued = false;
+	fx_done(&f);
+}
+
+/* ca edit's audit record names the values a layer sets. */
+static void test_ext_summary(void **state)
+{
+	(void)state;
+	p11ca_v1_ExtensionSettings e = {0};
+	char out[1025];
+	engine_ext_summary(&e, out, sizeof(out));
+	assert_string_equal(out, "");
+	e.has_crl_urls = true;
+	e.crl_urls.values_count = 2;
+	snprintf(e.crl_urls.values[0], 256, "http://a.example/{ca_name}.crl");
+	snprintf(e.crl_urls.values[1], 256, "ldap://b.example/x");
+	e.has_ocsp_urls = true; /* present and empty: "no OCSP URL" */
+	e.has_extended_key_usage = true;
+	e.extended_key_usage.names_count = 1;
+	e.extended_key_usage.critical = true;
+	snprintf(e.extended_key_usage.names[0], 40, "OCSPSigning");
+	e.has_ocsp_no_check = true;
+	e.ocsp_no_check = true;
+	engine_ext_summary(&e, out, sizeof(out));
+	assert_string_equal(out, " crl_urls=[http://a.example/{ca_name}.crl ldap://b.example/x]"
+				 " ocsp_urls=[] extended_key_usage=[OCSPSigning] critical"
+				 " ocsp_no_check=true");
+	/* Cut, never overrun. */
+	char small[20];
+	memset(small, 'x', sizeof(small));
+	engine_ext_summary(&e, small, sizeof(small));
+	assert_int_equal(strlen(small), sizeof(small) - 1);
+}
+
+/* A certificate ends no later than any certificate of its chain, not only its issuer's. */
+static void test_validity_within_chain(void **state)
+{
+	(void)state;
+	struct fx f;
+	struct engine_ca root;
+	fx_init(&f, "EC", NULL);	/* the CA: 1000 days */
+	ca_make(&root, "EC", 50, NULL); /* its issuer ends first */
+	f.req.subject = "CN=www.example.com";
+	X509 *chain[2] = {f.ca.cert, root.cert};
+	assert_int_equal(engine_chain_end(chain, 2, INT64_MAX), root.not_after);
+	assert_int_equal(engine_chain_end(chain, 2, NOW), NOW);
+	assert_int_equal(engine_chain_end(chain, 0, NOW), NOW);
+
+	f.req.expires_days = 100;
+	enum p11ca_err err =
+		engine_plan_build(&cfg, &f.ca, &settings, chain, 2, &f.req, NOW, &f.plan, &f.em);
+	assert_int_equal(err, P11CA_E_INVALID_ARG);
+	assert_non_null(strstr(f.em.text, "after the chain above CA planca"));
+	assert_non_null(strstr(f.em.text, "ask for at most 50 days"));
+	f.req.expires_days = 40;
+	assert_int_equal(
+		engine_plan_build(&cfg, &f.ca, &settings, chain, 2, &f.req, NOW, &f.plan, &f.em),
+		P11CA_OK);
+	assert_true(f.plan->spec.not_after <= root.not_after);
+	/* With the CA alone, 100 days is fine. */
+	f.req.expires_days = 100;
+	assert_int_equal(fx_build(&f), P11CA_OK);
+	engine_ca_clear(&root);
 	fx_done(&f);
 }
 
@@ -490,6 +647,24 @@ static void test_csr_policy(void **state)
 	cfg.csr_max_bytes = 0;
 	f.req.csr = NULL;
 	expect_refusal(&f, P11CA_E_INVALID_ARG, "no certificate signing request");
+
+	/* A key without a CSR (resign takes the stored certificate's) meets the same policy:
+	 * a weak one from an import or from before the limits were raised is not reissued. */
+	EVP_PKEY *weak = EVP_RSA_gen(1024), *good = EVP_EC_gen("P-256");
+	X509_PUBKEY *weak_spki = NULL, *good_spki = NULL;
+	assert_int_equal(X509_PUBKEY_set(&weak_spki, weak), 1);
+	assert_int_equal(X509_PUBKEY_set(&good_spki, good), 1);
+	f.req.public_key = weak;
+	f.req.spki = weak_spki;
+	expect_refusal(&f, P11CA_E_INVALID_ARG, "the certificate's RSA key has 1024 bits");
+	f.req.public_key = good;
+	f.req.spki = good_spki;
+	assert_int_equal(fx_build(&f), P11CA_OK);
+	assert_ptr_equal(f.plan->spec.public_key, good);
+	X509_PUBKEY_free(weak_spki);
+	X509_PUBKEY_free(good_spki);
+	EVP_PKEY_free(weak);
+	EVP_PKEY_free(good);
 	fx_done(&f);
 }
 
@@ -686,6 +861,11 @@ static void test_watchers(void **state)
 	snprintf(addrs[3], 255, "not an address");
 	assert_int_equal(engine_watchers_parse(addrs, 4, w, &n, &em), P11CA_E_INVALID_ARG);
 	assert_non_null(strstr(em.text, "not an address"));
+	/* A mail command would take it for an option (-X writes a log file anywhere). */
+	snprintf(addrs[3], 255, "-X/var/www/html/s@evil.php");
+	p11ca_errmsg_clear(&em);
+	assert_int_equal(engine_watchers_parse(addrs, 4, w, &n, &em), P11CA_E_INVALID_ARG);
+	assert_non_null(strstr(em.text, "starts with '-'"));
 	char many[9][255];
 	for (int i = 0; i < 9; i++)
 		snprintf(many[i], 255, "w%d@example.com", i);
@@ -699,6 +879,9 @@ int main(void)
 		cmocka_unit_test_setup(test_profile_layer, setup),
 		cmocka_unit_test_setup(test_ca_and_request_layers, setup),
 		cmocka_unit_test_setup(test_ext_refusals, setup),
+		cmocka_unit_test_setup(test_request_narrows_only, setup),
+		cmocka_unit_test_setup(test_validity_within_chain, setup),
+		cmocka_unit_test(test_ext_summary),
 		cmocka_unit_test_setup(test_names, setup),
 		cmocka_unit_test_setup(test_name_refusals, setup),
 		cmocka_unit_test_setup(test_ca_refusals, setup),

@@ -176,7 +176,7 @@ static enum p11ca_err sigalg_check(const X509_REQ *req, struct p11ca_errmsg *em)
  * the BIT STRING: so the RSAPublicKey must re-encode to itself, and both numbers be
  * positive. */
 static enum p11ca_err rsa_numbers(const unsigned char *bits, int len, BIGNUM **n, BIGNUM **e,
-				  struct p11ca_errmsg *em)
+				  const char *whose, struct p11ca_errmsg *em)
 {
 	const unsigned char *p = bits;
 	STACK_OF(ASN1_TYPE) *seq = d2i_ASN1_SEQUENCE_ANY(NULL, &p, len);
@@ -187,29 +187,30 @@ static enum p11ca_err rsa_numbers(const unsigned char *bits, int len, BIGNUM **n
 	    ASN1_TYPE_get(sk_ASN1_TYPE_value(seq, 0)) != V_ASN1_INTEGER ||
 	    ASN1_TYPE_get(sk_ASN1_TYPE_value(seq, 1)) != V_ASN1_INTEGER || again_len != len ||
 	    memcmp(again, bits, (size_t)len) != 0)
-		err = p11ca_fail(
-			em, P11CA_E_INVALID_ARG,
-			"the CSR's RSA public key is not a valid RSAPublicKey (two positive "
-			"INTEGERs); create the key and the request again");
+		err = p11ca_fail(em, P11CA_E_INVALID_ARG,
+				 "%s RSA public key is not a valid RSAPublicKey (two positive "
+				 "INTEGERs); create the key and the request again",
+				 whose);
 	else if ((*n = ASN1_INTEGER_to_BN(sk_ASN1_TYPE_value(seq, 0)->value.integer, NULL)) ==
 			 NULL ||
 		 (*e = ASN1_INTEGER_to_BN(sk_ASN1_TYPE_value(seq, 1)->value.integer, NULL)) == NULL)
-		err = p11ca_fail(em, P11CA_E_NOMEM, "out of memory reading the CSR's RSA key");
+		err = p11ca_fail(em, P11CA_E_NOMEM, "out of memory reading an RSA key");
 	else if (BN_is_negative(*n) || BN_is_negative(*e))
-		err = p11ca_fail(
-			em, P11CA_E_INVALID_ARG,
-			"the CSR's RSA public key is not a valid RSAPublicKey (two positive "
-			"INTEGERs); create the key and the request again");
+		err = p11ca_fail(em, P11CA_E_INVALID_ARG,
+				 "%s RSA public key is not a valid RSAPublicKey (two positive "
+				 "INTEGERs); create the key and the request again",
+				 whose);
 	OPENSSL_free(again);
 	sk_ASN1_TYPE_pop_free(seq, ASN1_TYPE_free);
 	return err;
 }
 
 static enum p11ca_err rsa_check(const unsigned char *bits, int len,
-				const struct x509_csr_policy *policy, struct p11ca_errmsg *em)
+				const struct x509_csr_policy *policy, const char *whose,
+				struct p11ca_errmsg *em)
 {
 	BIGNUM *n = NULL, *e = NULL, *min_e = NULL;
-	enum p11ca_err err = rsa_numbers(bits, len, &n, &e, em);
+	enum p11ca_err err = rsa_numbers(bits, len, &n, &e, whose, em);
 	if (err != P11CA_OK)
 		goto out;
 	unsigned min_bits =
@@ -219,33 +220,32 @@ static enum p11ca_err rsa_check(const unsigned char *bits, int len,
 							  : policy->min_rsa_exponent;
 	int n_bits = BN_num_bits(n);
 	if ((min_e = BN_new()) == NULL || BN_set_word(min_e, min_exp) != 1) {
-		err = p11ca_fail(em, P11CA_E_NOMEM, "out of memory reading the CSR's RSA key");
+		err = p11ca_fail(em, P11CA_E_NOMEM, "out of memory reading an RSA key");
 	} else if (n_bits < (int)min_bits || n_bits > RSA_BITS_MAX) {
 		err = p11ca_fail(em, P11CA_E_INVALID_ARG,
-				 "the CSR's RSA key has %d bits; this CA accepts %u to %d bits "
+				 "%s RSA key has %d bits; this CA accepts %u to %d bits "
 				 "(create a 3072-bit key)",
-				 n_bits, min_bits, RSA_BITS_MAX);
+				 whose, n_bits, min_bits, RSA_BITS_MAX);
 	} else if (n_bits % 8 != 0 || !BN_is_odd(n)) {
 		/* Real key generators make moduli of whole bytes; anything else was made by
 		 * hand or damaged, and some HSMs and TLS stacks refuse such keys. */
 		err = p11ca_fail(em, P11CA_E_INVALID_ARG,
-				 n_bits % 8 != 0
-					 ? "the CSR's RSA modulus has %d bits, not a multiple "
-					   "of 8; create the key with a standard tool"
-					 : "the CSR's RSA modulus (%d bits) is even, so it is no "
-					   "RSA modulus; create the key again",
-				 n_bits);
+				 n_bits % 8 != 0 ? "%s RSA modulus has %d bits, not a multiple "
+						   "of 8; create the key with a standard tool"
+						 : "%s RSA modulus (%d bits) is even, so it is no "
+						   "RSA modulus; create the key again",
+				 whose, n_bits);
 	} else if (!BN_is_odd(e)) {
-		err = p11ca_fail(
-			em, P11CA_E_INVALID_ARG,
-			"the CSR's RSA public exponent is even, which no RSA key can have; "
-			"create the key again (exponent 65537)");
+		err = p11ca_fail(em, P11CA_E_INVALID_ARG,
+				 "%s RSA public exponent is even, which no RSA key can have; "
+				 "create the key again (exponent 65537)",
+				 whose);
 	} else if (BN_cmp(e, min_e) < 0 || BN_num_bits(e) > 256) {
 		char *dec = BN_bn2dec(e);
 		err = p11ca_fail(em, P11CA_E_INVALID_ARG,
-				 "the CSR's RSA public exponent %s is %s; this CA accepts odd "
+				 "%s RSA public exponent %s is %s; this CA accepts odd "
 				 "exponents from %llu to 2^256 (use 65537)",
-				 dec != NULL && strlen(dec) <= 20 ? dec : "(huge)",
+				 whose, dec != NULL && strlen(dec) <= 20 ? dec : "(huge)",
 				 BN_cmp(e, min_e) < 0 ? "too small" : "too large",
 				 (unsigned long long)min_exp);
 		OPENSSL_free(dec);
@@ -258,7 +258,7 @@ out:
 }
 
 static enum p11ca_err ec_check(const X509_ALGOR *alg, const unsigned char *bits, EVP_PKEY *key,
-			       struct p11ca_errmsg *em)
+			       const char *whose, struct p11ca_errmsg *em)
 {
 	int ptype = V_ASN1_UNDEF;
 	const void *pval = NULL;
@@ -267,26 +267,27 @@ static enum p11ca_err ec_check(const X509_ALGOR *alg, const unsigned char *bits,
 	 * verifier may not recognise them. */
 	if (ptype == V_ASN1_SEQUENCE)
 		return p11ca_fail(em, P11CA_E_INVALID_ARG,
-				  "the CSR's EC key uses explicit curve parameters; use a named "
-				  "curve (P-256, P-384 or P-521)");
+				  "%s EC key uses explicit curve parameters; use a named "
+				  "curve (P-256, P-384 or P-521)",
+				  whose);
 	int curve = ptype == V_ASN1_OBJECT ? OBJ_obj2nid(pval) : NID_undef;
 	if (curve != NID_X9_62_prime256v1 && curve != NID_secp384r1 && curve != NID_secp521r1) {
 		char name[80] = "an unnamed curve";
 		if (ptype == V_ASN1_OBJECT)
 			OBJ_obj2txt(name, sizeof(name), pval, 0);
 		return p11ca_fail(em, P11CA_E_INVALID_ARG,
-				  "the CSR's EC key is on %s; this CA accepts P-256, P-384 and "
+				  "%s EC key is on %s; this CA accepts P-256, P-384 and "
 				  "P-521 only",
-				  name);
+				  whose, name);
 	}
 	/* RFC 5480 obliges CAs to support only the uncompressed form, and the point goes into
 	 * the certificate as received: clients such as Go's crypto/x509 refuse compressed ones. */
 	if (bits[0] != 0x04)
 		return p11ca_fail(em, P11CA_E_INVALID_ARG,
-				  "the CSR's EC public key is not an uncompressed point (first "
+				  "%s EC public key is not an uncompressed point (first "
 				  "octet 0x%02x, perhaps compressed); create the request with the "
 				  "key in uncompressed form",
-				  bits[0]);
+				  whose, bits[0]);
 	/* OpenSSL's decoder leaves the key out when the point is not on the curve. The quick
 	 * check (on the curve, not infinity, coordinates in range) skips only the point-times-
 	 * order multiplication, which is implied here: P-256/384/521 have cofactor 1, so every
@@ -297,27 +298,28 @@ static enum p11ca_err ec_check(const X509_ALGOR *alg, const unsigned char *bits,
 	EVP_PKEY_CTX_free(ctx);
 	if (ok != 1)
 		return p11ca_fail(em, P11CA_E_INVALID_ARG,
-				  "the CSR's EC public key is not a valid point on %s; create the "
+				  "%s EC public key is not a valid point on %s; create the "
 				  "key and the request again",
+				  whose,
 				  curve == NID_X9_62_prime256v1 ? "P-256"
 				  : curve == NID_secp384r1	? "P-384"
 								: "P-521");
 	return P11CA_OK;
 }
 
-/* The subject key's rules, from the SubjectPublicKeyInfo as received. */
-static enum p11ca_err key_check(X509_REQ *req, const struct x509_csr_policy *policy,
+/* The subject key's rules, from the SubjectPublicKeyInfo as received; `whose` starts each
+ * message ("the CSR's"). key: the decoded key, NULL when OpenSSL could not decode it. */
+static enum p11ca_err key_check(const X509_PUBKEY *spki, EVP_PKEY *key,
+				const struct x509_csr_policy *policy, const char *whose,
 				struct p11ca_errmsg *em)
 {
-	X509_PUBKEY *spki = X509_REQ_get_X509_PUBKEY(req);
 	ASN1_OBJECT *obj = NULL;
 	const unsigned char *bits = NULL;
 	int bits_len = 0;
 	X509_ALGOR *alg = NULL;
 	if (spki == NULL || X509_PUBKEY_get0_param(&obj, &bits, &bits_len, &alg, spki) != 1 ||
 	    bits == NULL || bits_len <= 0)
-		return p11ca_fail(em, P11CA_E_INVALID_ARG, "the CSR has no public key");
-	EVP_PKEY *key = X509_REQ_get0_pubkey(req);
+		return p11ca_fail(em, P11CA_E_INVALID_ARG, "%s public key is missing", whose);
 	int nid = OBJ_obj2nid(obj), ptype = V_ASN1_UNDEF;
 	X509_ALGOR_get0(NULL, &ptype, NULL, alg);
 	enum p11ca_err err = P11CA_OK;
@@ -326,35 +328,35 @@ static enum p11ca_err key_check(X509_REQ *req, const struct x509_csr_policy *pol
 		/* RFC 3279 2.3.1: NULL; Go's crypto/x509 refuses certificates without it. */
 		if (ptype != V_ASN1_NULL)
 			return p11ca_fail(em, P11CA_E_INVALID_ARG,
-					  "the CSR's RSA key's algorithm parameters are not NULL "
-					  "(RFC 3279); create the request with a standard tool");
-		err = rsa_check(bits, bits_len, policy, em);
+					  "%s RSA key's algorithm parameters are not NULL "
+					  "(RFC 3279); create the request with a standard tool",
+					  whose);
+		err = rsa_check(bits, bits_len, policy, whose, em);
 		break;
 	case NID_X9_62_id_ecPublicKey:
-		return ec_check(alg, bits, key, em);
+		return ec_check(alg, bits, key, whose, em);
 	case NID_ED25519:
 		/* RFC 8410 3: the parameters MUST be absent. */
 		if (ptype != V_ASN1_UNDEF)
-			return p11ca_fail(
-				em, P11CA_E_INVALID_ARG,
-				"the CSR's Ed25519 key has algorithm parameters, which RFC "
-				"8410 forbids; create the request with a standard tool");
+			return p11ca_fail(em, P11CA_E_INVALID_ARG,
+					  "%s Ed25519 key has algorithm parameters, which RFC "
+					  "8410 forbids; create the request with a standard tool",
+					  whose);
 		break;
 	default: {
 		char name[80] = "unknown";
 		OBJ_obj2txt(name, sizeof(name), obj, 0);
 		return p11ca_fail(em, P11CA_E_INVALID_ARG,
-				  "the CSR's %s key is not supported; use RSA (rsaEncryption), EC "
+				  "%s %s key is not supported; use RSA (rsaEncryption), EC "
 				  "(P-256, P-384, P-521) or Ed25519",
-				  name);
+				  whose, name);
 	}
 	}
 	if (err == P11CA_OK && key == NULL)
-		err = p11ca_fail(
-			em, P11CA_E_INVALID_ARG,
-			"the CSR's %s public key cannot be decoded; create the key and the "
-			"request again",
-			OBJ_nid2sn(nid));
+		err = p11ca_fail(em, P11CA_E_INVALID_ARG,
+				 "%s %s public key cannot be decoded; create the key and the "
+				 "request again",
+				 whose, OBJ_nid2sn(nid));
 	return err;
 }
 
@@ -394,7 +396,8 @@ enum p11ca_err x509_csr_load(const uint8_t *data, size_t len, const struct x509_
 	/* Key before digest before signature: a request with a bad key is refused for its
 	 * key even when its signature is broken too (the live tests patch real CSRs). */
 	if (err == P11CA_OK)
-		err = key_check(req, policy, em);
+		err = key_check(X509_REQ_get_X509_PUBKEY(req), X509_REQ_get0_pubkey(req), policy,
+				"the CSR's", em);
 	if (err == P11CA_OK)
 		err = sigalg_check(req, em);
 	EVP_PKEY *pub = req != NULL ? X509_REQ_get0_pubkey(req) : NULL;
@@ -413,4 +416,12 @@ out:
 	X509_REQ_free(req);
 	OPENSSL_free(pem_der);
 	return err;
+}
+
+enum p11ca_err x509_spki_check(const X509_PUBKEY *spki, const struct x509_csr_policy *policy,
+			       const char *whose, struct p11ca_errmsg *em)
+{
+	static const struct x509_csr_policy defaults = {0};
+	return key_check(spki, spki != NULL ? X509_PUBKEY_get0(spki) : NULL,
+			 policy != NULL ? policy : &defaults, whose, em);
 }

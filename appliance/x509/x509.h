@@ -150,6 +150,17 @@ P11CA_MUST_CHECK enum p11ca_err x509_csr_load(const uint8_t *data, size_t len,
 					      const struct x509_csr_policy *policy, X509_REQ **csr,
 					      EVP_PKEY **key, struct p11ca_errmsg *em);
 
+/*
+ * The key rules of x509_csr_load alone (type, RSA size, exponent and encoding, EC curve and
+ * point, Ed25519 parameters), for a key that arrives without a CSR: the one in a stored
+ * certificate being resigned, which may predate the policy or have been imported. `whose`
+ * starts each message ("the certificate's"). policy may be NULL (defaults).
+ * Errors: P11CA_E_INVALID_ARG.
+ */
+P11CA_MUST_CHECK enum p11ca_err x509_spki_check(const X509_PUBKEY *spki,
+						const struct x509_csr_policy *policy,
+						const char *whose, struct p11ca_errmsg *em);
+
 /* ---- certificates ---------------------------------------------------------------------- */
 
 /* One certificatePolicies entry as x509_cert_tbs writes it. */
@@ -176,8 +187,8 @@ struct x509_ext_spec {
 	/* CA certificates only (refused in an end-entity spec): */
 	/* nameConstraints, critical; at most 64 subtrees a list, each as x509_subtree_parse
 	 * makes them (minimum absent, no maximum, IP with its mask) */
-	const STACK_OF(GENERAL_SUBTREE) *permitted;
-	const STACK_OF(GENERAL_SUBTREE) *excluded;
+	const STACK_OF(GENERAL_SUBTREE) * permitted;
+	const STACK_OF(GENERAL_SUBTREE) * excluded;
 	int require_explicit_policy; /* policyConstraints (critical) when either is >= 0 */
 	int inhibit_policy_mapping;
 	int inhibit_any_policy; /* inhibitAnyPolicy (critical) when >= 0 */
@@ -196,11 +207,11 @@ struct x509_cert_spec {
 	const uint8_t *serial; /* unsigned big-endian, positive, 1..20 bytes */
 	size_t serial_len;
 	int64_t not_before, not_after; /* epoch seconds; UTCTime/GeneralizedTime per RFC 5280 */
-	enum hsm_sig_alg alg; /* the issuer key's algorithm */
-	const X509 *issuer;   /* NULL: self-signed (issuer = subject; AKI = own SKI) */
-	bool is_ca;	      /* basicConstraints critical CA:TRUE, else CA:FALSE */
-	int path_length;      /* CA only; < 0: no pathLenConstraint */
-	uint32_t key_usage;   /* X509v3_KU_* bits; 0: no keyUsage extension */
+	enum hsm_sig_alg alg;	       /* the issuer key's algorithm */
+	const X509 *issuer;	       /* NULL: self-signed (issuer = subject; AKI = own SKI) */
+	bool is_ca;		       /* basicConstraints critical CA:TRUE, else CA:FALSE */
+	int path_length;	       /* CA only; < 0: no pathLenConstraint */
+	uint32_t key_usage;	       /* X509v3_KU_* bits; 0: no keyUsage extension */
 	bool key_usage_critical;
 	const char *const *eku; /* OpenSSL short names or dotted OIDs; n_eku may be 0 */
 	size_t n_eku;
